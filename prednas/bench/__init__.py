@@ -1,0 +1,1 @@
+"""Benchmarks behind ``prednas bench``: each prints figures and can write JSON."""

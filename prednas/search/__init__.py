@@ -1,0 +1,1 @@
+"""Search strategies: gradient search through predictors (Algorithm 1) and baselines."""
