@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import io
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ class NB201Table:
 
 
 def _default_path() -> Path:
-    return Path(str(resources.files("prednas") / "data" / "nb201.csv.gz"))
+    return Path(__file__).resolve().parent.parent / "data" / "nb201.csv.gz"
 
 
 @functools.lru_cache(maxsize=4)

@@ -25,7 +25,7 @@ class FitConfig:
     """Predictor training recipe."""
 
     epochs: int = 300
-    batch_size: int = 16
+    batch_size: int = 32
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
