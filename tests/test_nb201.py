@@ -32,8 +32,16 @@ def test_arch_string_round_trip(table):
         assert str(parse_arch(text)) == text
 
 
-@pytest.mark.parametrize("bad", ["", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-                                 "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "none", 42])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "none",
+        42,
+    ],
+)
 def test_malformed_arch_string(bad):
     with pytest.raises(PredNASError, match="NB201"):
         parse_arch(bad)
@@ -151,8 +159,9 @@ def test_gradient_search_moves_and_pools_distinct_cells(space):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_methods_respect_the_budget_and_are_deterministic(method, space):
-    config = SearchConfig(n=10, k=10, fit=FitConfig(epochs=40), gradient=GradientConfig(starts=10, steps=30),
-                          draws=2000)
+    config = SearchConfig(
+        n=10, k=10, fit=FitConfig(epochs=40), gradient=GradientConfig(starts=10, steps=30), draws=2000
+    )
     answers = []
     for _ in range(2):
         ev = NB201TableEvaluator("cifar10")
@@ -163,8 +172,7 @@ def test_methods_respect_the_budget_and_are_deterministic(method, space):
     assert answers[0] == answers[1]
 
 
-@pytest.mark.parametrize(("n", "k", "match"), [(0, 40, "positive"), (30, -1, "positive"),
-                                               (15000, 1000, "exceeds")])
+@pytest.mark.parametrize(("n", "k", "match"), [(0, 40, "positive"), (30, -1, "positive"), (15000, 1000, "exceeds")])
 def test_budget_errors(space, n, k, match):
     with pytest.raises(PredNASError, match=match):
         run_search("random", space, NB201TableEvaluator("cifar10"), seed=0, config=SearchConfig(n=n, k=k))

@@ -55,9 +55,15 @@ def run_job(job: Job) -> dict[str, Any]:
     rng = np.random.default_rng([job.seed, job.repeat])
     result = run_search(job.method, evaluator.space, evaluator, seed=rng, config=job.config)
     best = result.best
-    return {"method": job.method, "repeat": job.repeat, "test": best.evaluation.report["test_accuracy"],
-            "signal": best.evaluation.accuracy, "arch": str(best.arch), "queries": evaluator.queries,
-            "stats": result.stats}
+    return {
+        "method": job.method,
+        "repeat": job.repeat,
+        "test": best.evaluation.report["test_accuracy"],
+        "signal": best.evaluation.accuracy,
+        "arch": str(best.arch),
+        "queries": evaluator.queries,
+        "stats": result.stats,
+    }
 
 
 def check_methods(methods: list[str]) -> list[str]:
@@ -70,9 +76,19 @@ def check_methods(methods: list[str]) -> list[str]:
     return methods
 
 
-def run_benchmark(dataset: str, *, n: int, k: int, repeats: int, seed: int, methods: list[str],
-                  signal: str = "valid", workers: int | None = None,
-                  config: SearchConfig | None = None, progress: Any = None) -> dict[str, Any]:
+def run_benchmark(
+    dataset: str,
+    *,
+    n: int,
+    k: int,
+    repeats: int,
+    seed: int,
+    methods: list[str],
+    signal: str = "valid",
+    workers: int | None = None,
+    config: SearchConfig | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
     """Run every method ``repeats`` times and collect the Table II figures."""
     check_dataset(dataset)
     check_methods(methods)
@@ -90,12 +106,25 @@ def run_benchmark(dataset: str, *, n: int, k: int, repeats: int, seed: int, meth
     for method in methods:
         mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["repeat"])
         runs = [r["test"] for r in mine]
-        results[method] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)), "runs": runs,
-                           "queries": [r["queries"] for r in mine],
-                           "signal_runs": [r["signal"] for r in mine], "archs": [r["arch"] for r in mine],
-                           "stats": _mean_stats([r["stats"] for r in mine])}
-    return {"dataset": dataset, "n": n, "k": k, "repeats": repeats, "seed": seed, "signal": signal,
-            "results": results, "wall_seconds": time.perf_counter() - start}
+        results[method] = {
+            "mean": float(np.mean(runs)),
+            "std": float(np.std(runs)),
+            "runs": runs,
+            "queries": [r["queries"] for r in mine],
+            "signal_runs": [r["signal"] for r in mine],
+            "archs": [r["arch"] for r in mine],
+            "stats": _mean_stats([r["stats"] for r in mine]),
+        }
+    return {
+        "dataset": dataset,
+        "n": n,
+        "k": k,
+        "repeats": repeats,
+        "seed": seed,
+        "signal": signal,
+        "results": results,
+        "wall_seconds": time.perf_counter() - start,
+    }
 
 
 def _run_all(jobs: list[Job], workers: int, progress: Any) -> list[dict[str, Any]]:

@@ -15,8 +15,10 @@ def print_nb201(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     col = paper_column(report["dataset"])
     budget = report["n"] + report["k"]
-    table = Table(title=f"NB201 {report['dataset']} | N={report['n']} K={report['k']} | "
-                        f"{report['repeats']} repeats | seed {report['seed']} | signal {report['signal']}")
+    table = Table(
+        title=f"NB201 {report['dataset']} | N={report['n']} K={report['k']} | "
+        f"{report['repeats']} repeats | seed {report['seed']} | signal {report['signal']}"
+    )
     for name in ("method", "queries", "test acc (mean ± std)", "vs random (paired ± SE)", "pool", "ops moved"):
         table.add_column(name, justify="right" if name != "method" else "left")
     results = report["results"]
@@ -26,12 +28,23 @@ def print_nb201(report: dict[str, Any], console: Console | None = None) -> None:
             d, se = paired(report, method, "random")
             diff = f"{d:+.2f} ± {se:.2f}"
         stats = r.get("stats", {})
-        table.add_row(method, f"{max(r['queries'])}", f"{r['mean']:.2f} ± {r['std']:.2f}", diff,
-                      f"{stats['pool_size']:.0f}" if "pool_size" in stats else "",
-                      f"{stats['mean_changed']:.2f}" if "mean_changed" in stats else "")
+        table.add_row(
+            method,
+            f"{max(r['queries'])}",
+            f"{r['mean']:.2f} ± {r['std']:.2f}",
+            diff,
+            f"{stats['pool_size']:.0f}" if "pool_size" in stats else "",
+            f"{stats['mean_changed']:.2f}" if "mean_changed" in stats else "",
+        )
     for name, values in PAPER_TABLE_II.items():
         queries = "15625" if name == "Optimal" else str(budget if budget == 70 else 70)
-        table.add_row(f"[dim]{name} (paper)[/dim]" if "paper" not in name else f"[dim]{name}[/dim]",
-                      f"[dim]{queries}[/dim]", f"[dim]{values[col]:.2f}[/dim]", "", "", "")
+        table.add_row(
+            f"[dim]{name} (paper)[/dim]" if "paper" not in name else f"[dim]{name}[/dim]",
+            f"[dim]{queries}[/dim]",
+            f"[dim]{values[col]:.2f}[/dim]",
+            "",
+            "",
+            "",
+        )
     console.print(table)
     console.print(f"wall time {report['wall_seconds']:.1f} s")

@@ -79,11 +79,13 @@ class Predictor:
             network.load_state_dict(state["state_dict"])
             return cls(space, network, float(state["mean"]), float(state["std"]))
         except Exception as exc:  # noqa: BLE001 - any failure means the file is not ours
-            raise PredNASError(f"not a prednas predictor for space {space.name!r}: {str(exc).splitlines()[0]}") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PredNASError(f"not a prednas predictor for space {space.name!r}: {reason}") from None
 
 
-def fit_predictor(space: Any, encodings: np.ndarray, targets: np.ndarray, *, seed: int,
-                  config: FitConfig = FitConfig()) -> Predictor:
+def fit_predictor(
+    space: Any, encodings: np.ndarray, targets: np.ndarray, *, seed: int, config: FitConfig = FitConfig()
+) -> Predictor:
     """Train a fresh predictor for ``space`` on (encoding, target) pairs."""
     x = torch.as_tensor(np.asarray(encodings, dtype=np.float32))
     y = np.asarray(targets, dtype=np.float64)
@@ -99,8 +101,9 @@ def fit_predictor(space: Any, encodings: np.ndarray, targets: np.ndarray, *, see
 
 
 def _train(network: nn.Module, x: torch.Tensor, z: torch.Tensor, config: FitConfig) -> None:
-    opt = torch.optim.SGD(network.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay)
+    opt = torch.optim.SGD(
+        network.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     loss_fn = nn.HuberLoss(delta=config.huber_delta)
     network.train()
@@ -108,7 +111,7 @@ def _train(network: nn.Module, x: torch.Tensor, z: torch.Tensor, config: FitConf
     for _ in range(config.epochs):
         order = torch.randperm(n)
         for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             opt.zero_grad()
             loss_fn(network(x[idx]), z[idx]).backward()
             opt.step()

@@ -12,6 +12,8 @@ paper's learning rate barely trains (Kendall tau 0.1-0.2 at N = 30).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import nn
@@ -41,13 +43,20 @@ class GraphLayer(nn.Module):
 class GCNPredictor(nn.Module):
     """Scores a batch of operation matrices ``(B, nodes, options)`` over a fixed adjacency."""
 
-    def __init__(self, adjacency: np.ndarray, num_options: int, hidden: int = 144, layers: int = 3,
-                 fc: int = 128, dropout: float = 0.05) -> None:
+    def __init__(
+        self,
+        adjacency: np.ndarray,
+        num_options: int,
+        hidden: int = 144,
+        layers: int = 3,
+        fc: int = 128,
+        dropout: float = 0.05,
+    ) -> None:
         super().__init__()
         self.register_buffer("fwd", normalised_adjacency(adjacency.T))
         self.register_buffer("bwd", normalised_adjacency(adjacency))
         dims = [num_options] + [hidden] * layers
-        self.layers = nn.ModuleList(GraphLayer(a, b, dropout) for a, b in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(GraphLayer(a, b, dropout) for a, b in itertools.pairwise(dims))
         self.head = nn.Sequential(nn.Linear(hidden, fc), nn.GELU(), nn.Dropout(dropout), nn.Linear(fc, 1))
         init_linear(self)
 

@@ -64,8 +64,16 @@ class Pool:
         return len(self.archs)
 
 
-def gradient_search(space: Any, main: Any, *, rng: np.random.Generator, config: GradientConfig = GradientConfig(),
-                    aux: Any = None, window: CostWindow | None = None, starts: list[Any] | None = None) -> Pool:
+def gradient_search(
+    space: Any,
+    main: Any,
+    *,
+    rng: np.random.Generator,
+    config: GradientConfig = GradientConfig(),
+    aux: Any = None,
+    window: CostWindow | None = None,
+    starts: list[Any] | None = None,
+) -> Pool:
     """Run Algorithm 1 from ``starts`` (or ``config.starts`` random architectures)."""
     if config.optimizer not in ("adam", "sgd"):
         raise PredNASError(f"unknown search optimiser {config.optimizer!r}; expected adam or sgd")
@@ -73,8 +81,11 @@ def gradient_search(space: Any, main: Any, *, rng: np.random.Generator, config: 
         raise PredNASError("alpha is non-zero but no auxiliary predictor was given")
     starts = starts if starts is not None else [space.sample(rng) for _ in range(config.starts)]
     theta = torch.tensor(np.stack([space.param(a) for a in starts]), dtype=torch.float32, requires_grad=True)
-    opt = (torch.optim.Adam([theta], lr=config.lr) if config.optimizer == "adam"
-           else torch.optim.SGD([theta], lr=config.lr, momentum=0.9))
+    opt = (
+        torch.optim.Adam([theta], lr=config.lr)
+        if config.optimizer == "adam"
+        else torch.optim.SGD([theta], lr=config.lr, momentum=0.9)
+    )
     third = max(1, config.steps // 3)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[third, 2 * third], gamma=config.lr_decay)
     seen: dict[Any, dict[str, float] | None] = {}
@@ -105,9 +116,12 @@ def _rank(space: Any, main: Any, seen: dict[Any, Any], starts: list[Any], finals
     archs = [a for a, cost in seen.items() if cost is not None]
     scores = main.predict_archs(archs)
     order = np.argsort(-scores, kind="stable")
-    changed = [_changed(space, a, b) for a, b in zip(starts, finals)]
-    stats = {"pool_size": float(len(archs)), "visited": float(len(seen)),
-             "mean_changed": float(np.mean(changed)) if changed else 0.0}
+    changed = [_changed(space, a, b) for a, b in zip(starts, finals, strict=True)]
+    stats = {
+        "pool_size": float(len(archs)),
+        "visited": float(len(seen)),
+        "mean_changed": float(np.mean(changed)) if changed else 0.0,
+    }
     return Pool([archs[i] for i in order], scores[order], [seen[archs[i]] for i in order], stats)
 
 
@@ -119,15 +133,23 @@ def _changed(space: Any, a: Any, b: Any) -> int:
     return int(np.count_nonzero(ea != eb))
 
 
-def alpha_grid_search(space: Any, main: Any, aux: Any, alphas: list[float], *, rng: np.random.Generator,
-                      config: GradientConfig = GradientConfig(), window: CostWindow | None = None) -> Pool:
+def alpha_grid_search(
+    space: Any,
+    main: Any,
+    aux: Any,
+    alphas: list[float],
+    *,
+    rng: np.random.Generator,
+    config: GradientConfig = GradientConfig(),
+    window: CostWindow | None = None,
+) -> Pool:
     """Gradient search at every alpha of a grid (the paper's way of hitting a cost target); pools merged."""
     merged: dict[Any, tuple[float, dict[str, float]]] = {}
     stats: dict[str, float] = {"pool_size": 0.0, "visited": 0.0, "mean_changed": 0.0}
     for alpha in alphas:
         cfg = GradientConfig(**{**config.__dict__, "alpha": alpha})
         pool = gradient_search(space, main, rng=rng, config=cfg, aux=aux if alpha else None, window=window)
-        for arch, score, cost in zip(pool.archs, pool.scores, pool.costs):
+        for arch, score, cost in zip(pool.archs, pool.scores, pool.costs, strict=True):
             merged.setdefault(arch, (float(score), cost))
         stats["visited"] += pool.stats["visited"]
         stats["mean_changed"] += pool.stats["mean_changed"] / len(alphas)

@@ -83,8 +83,9 @@ class History:
         return out
 
 
-def sample_unseen(space: Any, history: History, rng: np.random.Generator, count: int,
-                  max_draws: int = 100_000) -> list[Any]:
+def sample_unseen(
+    space: Any, history: History, rng: np.random.Generator, count: int, max_draws: int = 100_000
+) -> list[Any]:
     """Up to ``count`` random architectures from classes not yet queried, distinct from each other."""
     out: list[Any] = []
     keys: set[str] = set()

@@ -33,8 +33,8 @@ class SearchConfig:
 
     n: int = 30
     k: int = 40
-    fit: FitConfig = FitConfig()
-    gradient: GradientConfig = GradientConfig()
+    fit: FitConfig = field(default_factory=FitConfig)
+    gradient: GradientConfig = field(default_factory=GradientConfig)
     batches: int = 4
     draws: int = 20_000
     population: int = 10
@@ -176,8 +176,14 @@ def check_budget(space: Any, n: int, k: int) -> None:
         raise PredNASError(f"n + k = {n + k} exceeds the {size} architectures of space {space.name!r}")
 
 
-def run_search(method: str, space: Any, evaluator: Evaluator, *, seed: int | np.random.Generator,
-               config: SearchConfig = SearchConfig()) -> SearchResult:
+def run_search(
+    method: str,
+    space: Any,
+    evaluator: Evaluator,
+    *,
+    seed: int | np.random.Generator,
+    config: SearchConfig = SearchConfig(),
+) -> SearchResult:
     """Run one search method with a budget of ``config.n + config.k`` queries."""
     if method not in METHODS:
         raise PredNASError(f"unknown method {method!r}; expected one of: {', '.join(METHODS)}")

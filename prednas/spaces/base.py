@@ -63,7 +63,5 @@ class SearchSpace(Protocol):
 
 def arch_id(space: SearchSpace, arch: Any) -> str:
     """Stable 16-hex-digit id of an architecture within its space."""
-    payload = json.dumps(
-        {"space": space.name, "arch": space.to_dict(arch)}, sort_keys=True, separators=(",", ":")
-    )
+    payload = json.dumps({"space": space.name, "arch": space.to_dict(arch)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -29,8 +29,10 @@ OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", 
 EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
 OPTIONS: tuple[str, ...] = ("input", *OPS, "output")
 NUM_NODES = len(EDGES) + 2
-_ARCH_RE = re.compile(r"^\|([a-z0-9_]+)~(\d)\|\+\|([a-z0-9_]+)~(\d)\|([a-z0-9_]+)~(\d)\|\+"
-                      r"\|([a-z0-9_]+)~(\d)\|([a-z0-9_]+)~(\d)\|([a-z0-9_]+)~(\d)\|$")
+_ARCH_RE = re.compile(
+    r"^\|([a-z0-9_]+)~(\d)\|\+\|([a-z0-9_]+)~(\d)\|([a-z0-9_]+)~(\d)\|\+"
+    r"\|([a-z0-9_]+)~(\d)\|([a-z0-9_]+)~(\d)\|([a-z0-9_]+)~(\d)\|$"
+)
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,10 @@ _MASK[-1, -1] = 0.0
 # Analytic cost of NB201's evaluation network ``infer.tiny`` (C=16, N=5) on 32x32 input:
 # every stage has C^2 * H * W = 262,144, so an edge op costs the same in all 15 cells.
 _CELL_MACS = {"nor_conv_3x3": 15 * 9 * 262_144, "nor_conv_1x1": 15 * 262_144}
-_CELL_PARAMS = {"nor_conv_3x3": 5 * (9 * (256 + 1024 + 4096) + 2 * (16 + 32 + 64)),
-                "nor_conv_1x1": 5 * ((256 + 1024 + 4096) + 2 * (16 + 32 + 64))}
+_CELL_PARAMS = {
+    "nor_conv_3x3": 5 * (9 * (256 + 1024 + 4096) + 2 * (16 + 32 + 64)),
+    "nor_conv_1x1": 5 * ((256 + 1024 + 4096) + 2 * (16 + 32 + 64)),
+}
 _BASE_MACS = 7_783_050 - 650  # stem, residual blocks, less the 10-class classifier
 _BASE_PARAMS = 73_306 - 650
 
