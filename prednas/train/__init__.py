@@ -1,0 +1,1 @@
+"""Proxy training: the data, recipes, loops and checkpoints behind the training evaluators."""

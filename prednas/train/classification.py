@@ -1,0 +1,290 @@
+"""Proxy training of a classifier (the paper's AnyNet proxy, Sec. IV-B, after RegNet's pycls).
+
+The recipe follows pycls' ImageNet training of RegNet: SGD with Nesterov momentum 0.9,
+weight decay on conv and linear weights only, a linear warm-up from ``warmup_factor``
+times the learning rate, then cosine decay to zero, stepped per iteration; cross-entropy
+with optional label smoothing. Defaults are pycls' (lr 0.1 for batch 128, weight decay
+5e-5, no warm-up, no smoothing); the paper trains each sample 10 epochs ("the proxy task
+setting in [40]"). Augmentation is described in ``prednas.train.data``.
+
+Every finished epoch is checkpointed (``prednas.train.checkpoint``) with the model,
+optimizer, scheduler, grad-scaler and generator states; a rerun resumes from the last one
+and, on CPU, ends with exactly the weights and accuracy of an uninterrupted run. A run
+whose checkpoint already holds the final result returns it without training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from prednas.errors import PredNASError
+from prednas.train.checkpoint import Checkpointer
+from prednas.train.data import ArraySplit, ClassificationData, make_batches
+from prednas.train.runtime import Runtime, autocast, seeded, synchronize
+
+log = logging.getLogger("prednas.train")
+
+
+@dataclass(frozen=True)
+class ClassificationRecipe:
+    """Everything about training that changes the measured accuracy."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    resolution: int | None = None  # None: the images' own size (arrays) or 224 (files)
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-5
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 0.0
+    warmup_factor: float = 0.1
+    augment: bool = True
+    crop_ratio: float = 0.875
+    eval_batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 2, ">= 2"),
+                  ("lr", self.lr > 0, "> 0"), ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+                  ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+                  ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, f"in [0, epochs={self.epochs}]"),
+                  ("warmup_factor", 0 < self.warmup_factor <= 1, "in (0, 1]"),
+                  ("crop_ratio", 0 < self.crop_ratio <= 1, "in (0, 1]"),
+                  ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
+                  ("resolution", self.resolution is None or self.resolution >= 8, ">= 8 or null")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise PredNASError(f"recipe {name}={getattr(self, name)!r} is out of range; expected {expected}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassificationRecipe:
+        """Parse a recipe mapping; an unknown key is an error that lists the known ones."""
+        return from_mapping(cls, data, "classification recipe")
+
+    def resolved_resolution(self, data: ClassificationData) -> int:
+        """The training resolution for ``data``."""
+        if self.resolution is not None:
+            return self.resolution
+        return int(data.train.images.shape[1]) if isinstance(data.train, ArraySplit) else 224
+
+
+def from_mapping(cls: type, data: dict[str, Any], what: str) -> Any:
+    """Build a dataclass from a mapping, rejecting unknown keys with one line."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PredNASError(f"unknown {what} key {unknown[0]!r}; expected some of: {', '.join(sorted(known))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise PredNASError(f"bad {what}: {exc}") from None
+
+
+class WarmupCosine:
+    """Learning-rate multiplier per iteration: linear warm-up, then cosine to zero."""
+
+    def __init__(self, total: int, warmup: int, factor: float) -> None:
+        self.total, self.warmup, self.factor = total, warmup, factor
+
+    def __call__(self, step: int) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(step, self.total) / max(1, self.total)))
+        if step < self.warmup:
+            alpha = step / self.warmup
+            return cosine * (self.factor * (1.0 - alpha) + alpha)
+        return cosine
+
+
+@dataclass
+class TrainResult:
+    """A finished classification run."""
+
+    top1: float
+    top5: float
+    epochs: int
+    resumed_from: int
+    wall_s: float
+    train_s: float
+    images: int
+    skipped: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        """Training throughput of this call (0 when nothing was trained)."""
+        return self.images / self.train_s if self.train_s > 0 else 0.0
+
+    @property
+    def epoch_s(self) -> float:
+        """Mean seconds per epoch trained by this call."""
+        trained = self.epochs - self.resumed_from
+        return self.train_s / trained if trained else 0.0
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights; none on biases and normalisation parameters."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    plain = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+class _Run:
+    """The mutable pieces of one run, and how they round-trip through a checkpoint."""
+
+    def __init__(self, model: nn.Module, recipe: ClassificationRecipe, steps_per_epoch: int,
+                 generator: torch.Generator, device: torch.device, amp: torch.dtype | None) -> None:
+        self.model, self.recipe, self.device = model, recipe, device
+        self.optimizer = torch.optim.SGD(param_groups(model, recipe.weight_decay), lr=recipe.lr,
+                                         momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0)
+        schedule = WarmupCosine(steps_per_epoch * recipe.epochs, round(recipe.warmup_epochs * steps_per_epoch),
+                                recipe.warmup_factor)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+        self.generator = generator
+        self.history: list[dict[str, float]] = []
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this run is."""
+        rng = {"data": self.generator.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": rng, "history": list(self.history)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a state written by ``state()``."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["rng"]["data"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.history = list(state["history"])
+
+
+def _train_epoch(run: _Run, batches: Any, epoch: int, amp: torch.dtype | None, channels_last: bool,
+                 criterion: nn.Module) -> dict[str, float]:
+    model, device = run.model, run.device
+    model.train()
+    total_loss = torch.zeros((), device=device)
+    seen, skipped, start = 0, [], time.perf_counter()
+    for batch in batches:
+        skipped += batch.skipped
+        if len(batch.labels):
+            x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
+            with autocast(device, amp):
+                loss = criterion(model(x), batch.labels)
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            total_loss += loss.detach().float() * len(batch.labels)
+            seen += len(batch.labels)
+        run.scheduler.step()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    if skipped:
+        log.warning("epoch %d: skipped %d unreadable images (first: %s)", epoch + 1, len(skipped), skipped[0])
+    if seen == 0:
+        raise PredNASError(f"epoch {epoch + 1} had no readable training images ({len(skipped)} skipped)")
+    loss_value = float(total_loss) / seen
+    if not math.isfinite(loss_value):
+        raise PredNASError(f"training diverged at epoch {epoch + 1} (loss {loss_value}); "
+                           f"lower the learning rate (lr={run.recipe.lr})")
+    return {"epoch": epoch + 1, "loss": loss_value, "seconds": seconds, "images": seen, "skipped": len(skipped),
+            "lr": run.optimizer.param_groups[0]["lr"]}
+
+
+@torch.no_grad()
+def evaluate_classifier(model: nn.Module, batches: Any, device: torch.device, amp: torch.dtype | None = None,
+                        channels_last: bool = False) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (percent) over ``batches``, and the images skipped."""
+    model.eval()
+    correct1 = torch.zeros((), device=device, dtype=torch.int64)
+    correct5 = torch.zeros_like(correct1)
+    seen = skipped = 0
+    for batch in batches:
+        skipped += len(batch.skipped)
+        if not len(batch.labels):
+            continue
+        x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
+        with autocast(device, amp):
+            logits = model(x)
+        top = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == batch.labels[:, None]
+        correct1 += hits[:, 0].sum()
+        correct5 += hits.any(dim=1).sum()
+        seen += len(batch.labels)
+    if seen == 0:
+        raise PredNASError(f"no readable validation images ({skipped} skipped)")
+    return {"top1": 100.0 * float(correct1) / seen, "top5": 100.0 * float(correct5) / seen, "skipped": skipped}
+
+
+def train_classifier(model: nn.Module, data: ClassificationData, recipe: ClassificationRecipe,
+                     runtime: Runtime | None = None, checkpointer: Checkpointer | None = None,
+                     on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Train ``model`` on ``data`` with ``recipe`` (resuming from ``checkpointer``) and evaluate it."""
+    runtime = runtime or Runtime()
+    started = time.perf_counter()
+    device = runtime.torch_device()
+    amp, channels_last = runtime.amp_dtype(device), runtime.use_channels_last(device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    common = {"data": data, "resolution": recipe.resolved_resolution(data), "device": device,
+              "workers": runtime.loader_workers(device), "crop_ratio": recipe.crop_ratio}
+    generator = torch.Generator().manual_seed(recipe.seed)
+    train_batches = make_batches(data.train, batch_size=recipe.batch_size, train=True, augment=recipe.augment,
+                                 generator=generator, **common)
+    run = _Run(model, recipe, len(train_batches), generator, device, amp)
+    loaded = checkpointer.load() if checkpointer else None
+    start = loaded[0] if loaded else 0
+    if loaded is not None and "result" in loaded[1]:
+        return TrainResult(**loaded[1]["result"], resumed_from=start, wall_s=time.perf_counter() - started,
+                           train_s=0.0, images=0, history=list(loaded[1]["history"]))
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    with seeded(recipe.seed, device):
+        if loaded is not None:
+            run.restore(loaded[1])
+            log.info("resuming from the checkpoint after epoch %d of %d", start, recipe.epochs)
+        for epoch in range(start, recipe.epochs):
+            stats = _train_epoch(run, train_batches, epoch, amp, channels_last, criterion)
+            run.history.append(stats)
+            state = run.state()
+            if epoch + 1 == recipe.epochs:
+                state["result"] = _final(run, data, recipe, common, amp, channels_last)
+            if checkpointer is not None:
+                checkpointer.save(epoch + 1, state)
+            if on_epoch is not None:
+                on_epoch(stats)
+    trained = run.history[start:]
+    return TrainResult(**state["result"], resumed_from=start, wall_s=time.perf_counter() - started,
+                       train_s=sum(h["seconds"] for h in trained), images=int(sum(h["images"] for h in trained)),
+                       history=list(run.history))
+
+
+def _final(run: _Run, data: ClassificationData, recipe: ClassificationRecipe, common: dict[str, Any],
+           amp: torch.dtype | None, channels_last: bool) -> dict[str, Any]:
+    val = make_batches(data.val, batch_size=recipe.eval_batch_size, train=False, augment=False,
+                       generator=run.generator, **common)
+    metrics = evaluate_classifier(run.model, val, run.device, amp, channels_last)
+    skipped = int(sum(h["skipped"] for h in run.history)) + metrics["skipped"]
+    return {"top1": metrics["top1"], "top5": metrics["top5"], "epochs": recipe.epochs, "skipped": skipped}
+
+
+def recipe_config(recipe: ClassificationRecipe) -> dict[str, Any]:
+    """The recipe as a JSON-ready dict."""
+    return asdict(recipe)
