@@ -38,4 +38,20 @@ def _nb201() -> SearchSpace:
 
 register_space("nb201", _nb201)
 
+
+def _anynet() -> SearchSpace:
+    from prednas.spaces.anynet import AnyNetSpace
+
+    return AnyNetSpace()
+
+
+def _yolox() -> SearchSpace:
+    from prednas.spaces.yolox import YOLOXSpace
+
+    return YOLOXSpace()
+
+
+register_space("anynet", _anynet)
+register_space("yolox", _yolox)
+
 __all__ = ["SearchSpace", "arch_id", "get_space", "register_space", "space_names"]

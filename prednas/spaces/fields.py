@@ -1,0 +1,90 @@
+"""Checking and gridding the numeric fields of size-space architectures.
+
+Every check raises ``PredNASError`` with one line naming the space, the field (with its
+index), the value and what was expected, e.g. ``anynet widths[2] = 1030: expected a
+multiple of 8 in 24..1024``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from prednas.errors import PredNASError
+
+
+def fail(space: str, field: str, value: Any, expected: str) -> None:
+    """Raise the one-line error for a bad field."""
+    raise PredNASError(f"{space} {field} = {value!r}: expected {expected}")
+
+
+def check_int(space: str, field: str, value: Any, lo: int, hi: int, step: int = 1) -> int:
+    """``value`` as an int in ``lo..hi`` and a multiple of ``step``."""
+    expected = f"an integer in {lo}..{hi}" if step == 1 else f"a multiple of {step} in {lo}..{hi}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        fail(space, field, value, expected)
+    if not float(value).is_integer() or not lo <= value <= hi or int(value) % step:
+        fail(space, field, value, expected)
+    return int(value)
+
+
+def check_choice(space: str, field: str, value: Any, choices: Sequence[float]) -> float:
+    """``value`` as a float that is one of ``choices``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or float(value) not in choices:
+        fail(space, field, value, f"one of {', '.join(f'{c:g}' for c in choices)}")
+    return float(value)
+
+
+def get_list(space: str, data: Mapping[str, Any], key: str, length: int | tuple[int, int]) -> list[Any]:
+    """``data[key]`` as a list of ``length`` items (or a length in an inclusive range)."""
+    lo, hi = (length, length) if isinstance(length, int) else length
+    expected = f"a list of {lo}" if lo == hi else f"a list of {lo}..{hi}"
+    if not isinstance(data, Mapping):
+        raise PredNASError(f"{space} architecture must be a JSON object, got {type(data).__name__}")
+    if key not in data:
+        raise PredNASError(f"{space} architecture is missing field {key!r}; expected {expected} numbers")
+    value = data[key]
+    if not isinstance(value, (list, tuple)) or not lo <= len(value) <= hi:
+        fail(space, key, value, f"{expected} numbers")
+    return list(value)
+
+
+def check_keys(space: str, data: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """Refuse unknown fields (a typo would otherwise be silently ignored)."""
+    if not isinstance(data, Mapping):
+        raise PredNASError(f"{space} architecture must be a JSON object, got {type(data).__name__}")
+    extra = sorted(set(data) - set(allowed))
+    if extra:
+        raise PredNASError(f"{space} architecture has unknown field {extra[0]!r}; "
+                           f"expected fields: {', '.join(allowed)}")
+
+
+def snap(x: float, lo: int, hi: int, step: int = 1) -> int:
+    """Nearest multiple of ``step`` in ``lo..hi`` to ``x`` (``lo`` and ``hi`` multiples of ``step``)."""
+    x = float(x) if math.isfinite(x) else float(lo)
+    return int(min(max(round(x / step) * step, lo), hi))
+
+
+def unit(value: float, lo: float, hi: float) -> float:
+    """``value`` mapped linearly so that ``lo -> 0`` and ``hi -> 1``."""
+    return (value - lo) / (hi - lo) if hi > lo else 0.0
+
+
+def from_unit(x: float, lo: float, hi: float) -> float:
+    """Inverse of ``unit``."""
+    return lo + float(x) * (hi - lo)
+
+
+def ratio_unit(ratio: float, ratios: Sequence[float]) -> float:
+    """Position of a ratio among ``ratios`` (sorted), spaced evenly in log scale, in 0..1."""
+    return unit(math.log2(ratio), math.log2(ratios[0]), math.log2(ratios[-1]))
+
+
+def snap_ratio(x: float, ratios: Sequence[float]) -> float:
+    """The ratio whose ``ratio_unit`` is nearest to ``x``."""
+    x = float(x) if math.isfinite(x) else 0.0
+    return min(ratios, key=lambda r: abs(ratio_unit(r, ratios) - x))
