@@ -96,3 +96,7 @@ def check_space(entry: EvaluatorEntry, space: str) -> None:
 
 register_evaluator("nb201-table", "prednas.evaluators.nb201_table:NB201TableEvaluator", spaces=("nb201",),
                    options=("dataset", "signal"))
+register_evaluator("classification", "prednas.evaluators.classification:ClassificationEvaluator", spaces=("anynet",),
+                   trains=True, claim_ttl_s=6 * 3600.0)
+register_evaluator("detection", "prednas.evaluators.detection:DetectionEvaluator", spaces=("yolox",),
+                   trains=True, claim_ttl_s=12 * 3600.0)

@@ -38,7 +38,7 @@ class BlobStore(Protocol):
         """Store ``data`` under ``key`` (atomically)."""
 
     def get_bytes(self, key: str) -> bytes | None:
-        """The bytes under ``key``, or None (or KeyError) when there are none."""
+        """The bytes under ``key`` (None or KeyError when missing, unless ``exists`` says so first)."""
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -94,7 +94,7 @@ class Checkpointer:
         self.fingerprint = fp
         self.path = Path(directory) / f"{fp}.pt" if directory is not None else None
         self.store = store
-        self.key = key or f"checkpoints/{fp}.pt"
+        self.key = key or f"artifacts/checkpoints/{fp}.pt"
 
     def save(self, epoch: int, state: dict[str, Any]) -> None:
         """Write the checkpoint after ``epoch`` epochs (1-based count of finished epochs)."""
@@ -127,7 +127,10 @@ class Checkpointer:
         return best
 
     def _fetch(self) -> bytes | None:
+        store: Any = self.store
+        if hasattr(store, "exists") and not store.exists(self.key):
+            return None
         try:
-            return self.store.get_bytes(self.key)  # type: ignore[union-attr]
+            return store.get_bytes(self.key)
         except (KeyError, FileNotFoundError):
             return None

@@ -28,6 +28,7 @@ from torch import nn
 from prednas.errors import PredNASError
 from prednas.train.checkpoint import Checkpointer
 from prednas.train.data import ArraySplit, ClassificationData, make_batches
+from prednas.train.engine import TrainState, WarmupCosine, param_groups
 from prednas.train.runtime import Runtime, autocast, seeded, synchronize
 
 log = logging.getLogger("prednas.train")
@@ -90,20 +91,6 @@ def from_mapping(cls: type, data: dict[str, Any], what: str) -> Any:
         raise PredNASError(f"bad {what}: {exc}") from None
 
 
-class WarmupCosine:
-    """Learning-rate multiplier per iteration: linear warm-up, then cosine to zero."""
-
-    def __init__(self, total: int, warmup: int, factor: float) -> None:
-        self.total, self.warmup, self.factor = total, warmup, factor
-
-    def __call__(self, step: int) -> float:
-        cosine = 0.5 * (1.0 + math.cos(math.pi * min(step, self.total) / max(1, self.total)))
-        if step < self.warmup:
-            alpha = step / self.warmup
-            return cosine * (self.factor * (1.0 - alpha) + alpha)
-        return cosine
-
-
 @dataclass
 class TrainResult:
     """A finished classification run."""
@@ -130,52 +117,7 @@ class TrainResult:
         return self.train_s / trained if trained else 0.0
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on conv/linear weights; none on biases and normalisation parameters."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    plain = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-
-
-class _Run:
-    """The mutable pieces of one run, and how they round-trip through a checkpoint."""
-
-    def __init__(self, model: nn.Module, recipe: ClassificationRecipe, steps_per_epoch: int,
-                 generator: torch.Generator, device: torch.device, amp: torch.dtype | None) -> None:
-        self.model, self.recipe, self.device = model, recipe, device
-        self.optimizer = torch.optim.SGD(param_groups(model, recipe.weight_decay), lr=recipe.lr,
-                                         momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0)
-        schedule = WarmupCosine(steps_per_epoch * recipe.epochs, round(recipe.warmup_epochs * steps_per_epoch),
-                                recipe.warmup_factor)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-        self.generator = generator
-        self.history: list[dict[str, float]] = []
-
-    def state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where this run is."""
-        rng = {"data": self.generator.get_state(), "torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng, "history": list(self.history)}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load a state written by ``state()``."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        self.generator.set_state(state["rng"]["data"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.history = list(state["history"])
-
-
-def _train_epoch(run: _Run, batches: Any, epoch: int, amp: torch.dtype | None, channels_last: bool,
+def _train_epoch(run: TrainState, batches: Any, epoch: int, amp: torch.dtype | None, channels_last: bool,
                  criterion: nn.Module) -> dict[str, float]:
     model, device = run.model, run.device
     model.train()
@@ -187,10 +129,7 @@ def _train_epoch(run: _Run, batches: Any, epoch: int, amp: torch.dtype | None, c
             x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
             with autocast(device, amp):
                 loss = criterion(model(x), batch.labels)
-            run.optimizer.zero_grad(set_to_none=True)
-            run.scaler.scale(loss).backward()
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
+            run.step(loss)
             total_loss += loss.detach().float() * len(batch.labels)
             seen += len(batch.labels)
         run.scheduler.step()
@@ -203,7 +142,7 @@ def _train_epoch(run: _Run, batches: Any, epoch: int, amp: torch.dtype | None, c
     loss_value = float(total_loss) / seen
     if not math.isfinite(loss_value):
         raise PredNASError(f"training diverged at epoch {epoch + 1} (loss {loss_value}); "
-                           f"lower the learning rate (lr={run.recipe.lr})")
+                           f"lower the learning rate (lr={run.optimizer.defaults['lr']})")
     return {"epoch": epoch + 1, "loss": loss_value, "seconds": seconds, "images": seen, "skipped": len(skipped),
             "lr": run.optimizer.param_groups[0]["lr"]}
 
@@ -249,7 +188,7 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
     generator = torch.Generator().manual_seed(recipe.seed)
     train_batches = make_batches(data.train, batch_size=recipe.batch_size, train=True, augment=recipe.augment,
                                  generator=generator, **common)
-    run = _Run(model, recipe, len(train_batches), generator, device, amp)
+    run = _make_state(model, recipe, len(train_batches), generator, device, amp)
     loaded = checkpointer.load() if checkpointer else None
     start = loaded[0] if loaded else 0
     if loaded is not None and "result" in loaded[1]:
@@ -276,7 +215,16 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
                        history=list(run.history))
 
 
-def _final(run: _Run, data: ClassificationData, recipe: ClassificationRecipe, common: dict[str, Any],
+def _make_state(model: nn.Module, recipe: ClassificationRecipe, steps_per_epoch: int, generator: torch.Generator,
+                device: torch.device, amp: torch.dtype | None) -> TrainState:
+    optimizer = torch.optim.SGD(param_groups(model, recipe.weight_decay), lr=recipe.lr, momentum=recipe.momentum,
+                                nesterov=recipe.nesterov and recipe.momentum > 0)
+    schedule = WarmupCosine(steps_per_epoch * recipe.epochs, round(recipe.warmup_epochs * steps_per_epoch),
+                            recipe.warmup_factor)
+    return TrainState(model, optimizer, schedule, generator, device, amp)
+
+
+def _final(run: TrainState, data: ClassificationData, recipe: ClassificationRecipe, common: dict[str, Any],
            amp: torch.dtype | None, channels_last: bool) -> dict[str, Any]:
     val = make_batches(data.val, batch_size=recipe.eval_batch_size, train=False, augment=False,
                        generator=run.generator, **common)

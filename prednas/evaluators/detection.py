@@ -1,0 +1,95 @@
+"""Detection proxy evaluator: train a YOLOX-space detector on COCO-format data, report COCO AP.
+
+The paper measures each sampled YOLOX-space detector by training it "following [YOLOX],
+but using 6% train data" and reads COCO AP on val2017 (Sec. IV-C, Table VI). The data
+(``train_annotations``, ``train_images``, ``val_annotations``, ``val_images``, ``fraction``;
+relative paths resolve against ``root``), the recipe (``prednas.train.detection``) and the
+device are options. ``accuracy`` is AP@[.5:.95] in percent (or AP50 with ``signal: ap50``);
+``report`` holds AP50/AP75/AP small/medium/large (percent), wall time, iterations and
+images per second; ``cost`` is the space's analytic cost plus the measured latency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prednas.errors import PredNASError
+from prednas.evaluators.base import Evaluation
+from prednas.evaluators.training import CheckpointingMixin, build_network, runtime_from
+from prednas.train.coco import CocoSpec, CocoSplit, load_coco
+from prednas.train.detection import DetectionRecipe, train_detector
+from prednas.train.runtime import measure_latency
+
+SIGNALS: tuple[str, ...] = ("ap", "ap50")
+_PATHS = ("train_annotations", "train_images", "val_annotations", "val_images")
+
+
+def coco_spec(data: Any) -> CocoSpec:
+    """A ``CocoSpec`` from a mapping; relative paths are joined to its optional ``root``."""
+    if isinstance(data, CocoSpec):
+        return data
+    if not isinstance(data, dict):
+        raise PredNASError(f"detection data must be a mapping of paths, got {data!r}")
+    from prednas.train.classification import from_mapping
+
+    values = dict(data)
+    root = values.pop("root", None)
+    if root is not None:
+        for key in _PATHS:
+            if values.get(key) is not None:
+                values[key] = str(Path(root) / values[key])
+    missing = [k for k in ("train_annotations", "train_images", "val_annotations") if not values.get(k)]
+    if missing:
+        raise PredNASError(f"detection data lacks {missing[0]!r}; expected train_annotations, train_images, "
+                           f"val_annotations and optionally val_images, root, fraction")
+    return from_mapping(CocoSpec, values, "detection data")
+
+
+class DetectionEvaluator(CheckpointingMixin):
+    """Trains each detector with one recipe on one COCO-format dataset and reports its AP."""
+
+    name = "detection"
+
+    def __init__(self, data: dict[str, Any] | CocoSpec, recipe: dict[str, Any] | DetectionRecipe | None = None,
+                 device: str = "auto", precision: str = "auto", workers: int | None = None, latency: bool = True,
+                 signal: str = "ap") -> None:
+        self.data_spec = coco_spec(data)
+        self.recipe = recipe if isinstance(recipe, DetectionRecipe) else DetectionRecipe.from_dict(recipe or {})
+        self.runtime = runtime_from(device, precision, workers)
+        if signal not in SIGNALS:
+            raise PredNASError(f"unknown detection signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
+        self.latency, self.signal = latency, signal
+        self._splits: tuple[CocoSplit, CocoSplit] | None = None
+
+    def config(self) -> dict[str, Any]:
+        """Data, recipe, signal and the requested device and precision."""
+        return {"evaluator": self.name, "data": self.data_spec.config(), "recipe": asdict(self.recipe),
+                "signal": self.signal, "device": self.runtime.device, "precision": self.runtime.precision}
+
+    @property
+    def splits(self) -> tuple[CocoSplit, CocoSplit]:
+        """The validated training and validation splits (read once, on first use)."""
+        if self._splits is None:
+            self._splits = load_coco(self.data_spec)
+        return self._splits
+
+    def evaluate(self, space: Any, arch: Any) -> Evaluation:
+        """Train ``arch`` (resuming from its checkpoint if one exists) and score it with COCOeval."""
+        train, val = self.splits
+        model = build_network(space, arch, train.num_classes, self.recipe.seed)
+        config = self.config()
+        result = train_detector(model, train, val, self.recipe, self.runtime, self.checkpointer(space, arch, config))
+        cost = {key: float(value) for key, value in space.cost(arch).items()}
+        device = self.runtime.torch_device()
+        if self.latency:
+            size = getattr(space, "input_size", None) or self.recipe.input_size
+            cost["latency_ms"] = measure_latency(model, (1, 3, size, size), device, repeats=5,
+                                                 channels_last=self.runtime.use_channels_last(device))
+        percent = {name: 100.0 * value if value >= 0 else value for name, value in result.metrics.items()}
+        report = {**percent, "wall_s": result.wall_s, "train_s": result.train_s,
+                  "iterations_per_s": result.iterations_per_s, "images_per_s": result.images_per_s,
+                  "epochs": float(result.epochs), "resumed_from": float(result.resumed_from),
+                  "skipped_images": float(result.skipped)}
+        return Evaluation(accuracy=percent[self.signal], cost=cost, report=report)
