@@ -3,7 +3,9 @@
 A checkpoint is one ``torch.save`` payload ``{"format", "fingerprint", "epoch", "state"}``
 where ``state`` holds only tensors, numbers, strings, lists and dicts (model, optimizer,
 scheduler, grad-scaler and generator states, the metrics so far), so it loads with
-``torch.load(weights_only=True)`` and never unpickles code. The file is written to a
+``torch.load(weights_only=True)`` and never unpickles code. The payload is preceded by a
+magic line and its SHA-256, checked before anything is unpickled, so a damaged file is
+recognised as such (``read_checkpoint`` opens one by hand). The file is written to a
 temporary name in the same folder, flushed, fsynced and renamed over the old one, so a
 process killed at any moment (out of memory, pre-empted) leaves the previous epoch's
 checkpoint whole. The same bytes go to the store (``put_bytes(key, data)``); a restarted
@@ -28,6 +30,7 @@ from typing import Any, Protocol
 import torch
 
 FORMAT = 1
+MAGIC = b"PREDNAS-CHECKPOINT-1\n"
 log = logging.getLogger("prednas.train")
 
 
@@ -67,22 +70,37 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def encode(fp: str, epoch: int, state: dict[str, Any]) -> bytes:
-    """Serialise one checkpoint."""
+    """Serialise one checkpoint: magic line, SHA-256 of the payload, ``torch.save`` payload."""
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "fingerprint": fp, "epoch": epoch, "state": state}, buffer)
-    return buffer.getvalue()
+    payload = buffer.getvalue()
+    return MAGIC + hashlib.sha256(payload).digest() + payload
 
 
 def decode(data: bytes, origin: str) -> dict[str, Any] | None:
-    """Load one checkpoint with ``weights_only=True``; None (and a warning) when it does not load."""
+    """Check and load one checkpoint with ``weights_only=True``; None (and a warning) when it does not load."""
+    head = len(MAGIC) + 32
+    if data[: len(MAGIC)] != MAGIC or hashlib.sha256(data[head:]).digest() != data[len(MAGIC):head]:
+        log.warning("checkpoint %s is damaged or not a prednas checkpoint; training starts over", origin)
+        return None
     try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data[head:]), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         log.warning("checkpoint %s does not load (%s); training starts over", origin, str(exc).splitlines()[0])
         return None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         log.warning("checkpoint %s has an unknown format; training starts over", origin)
         return None
+    return payload
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Open a checkpoint file (for inspection): ``{"format", "fingerprint", "epoch", "state"}``."""
+    from prednas.errors import PredNASError
+
+    payload = decode(Path(path).read_bytes(), str(path))
+    if payload is None:
+        raise PredNASError(f"{path} is not a readable prednas checkpoint")
     return payload
 
 
