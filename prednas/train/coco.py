@@ -2,7 +2,8 @@
 
 Annotations are read as JSON and checked before pycocotools indexes them, so that a file
 that isn't COCO, an annotation whose category or image is unknown, or a box of negative
-size is a one-line error naming the record. Category ids map to contiguous labels in the
+size is a one-line error naming the record; a missing ``area``, ``iscrowd`` or ``id`` (which
+COCOeval needs) defaults to the box area, 0 and the record's position. Category ids map to contiguous labels in the
 order of the sorted category ids (as YOLOX does). Training drops crowd boxes (as COCO and
 YOLOX do) and boxes of zero width or height; images without boxes stay and teach the
 background. Images are decoded with PIL and converted to RGB (greyscale included); a file
@@ -122,6 +123,9 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     images = {img["id"] for img in data["images"]}
     for i, ann in enumerate(data["annotations"]):
         _check_annotation(ann, i, file, cats, images)
+        ann.setdefault("id", i + 1)
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
     return data
 
 
