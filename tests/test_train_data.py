@@ -21,6 +21,15 @@ from prednas.train.data import (
 
 MINI = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_mini" / "cifar10_mini.npz"
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny networks gain nothing from more, and a busy CI machine loses a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 
 def write_npz(path: Path, n_train: int = 40, n_test: int = 20, classes: int = 4, size: int = 8, **extra) -> Path:
     rng = np.random.default_rng(0)

@@ -31,6 +31,15 @@ needs_coco = pytest.mark.skipif(not COCO.exists(), reason="needs ../shared/data/
 TRAIN_JSON = COCO / "annotations" / "instances_train.json"
 VAL_JSON = COCO / "annotations" / "instances_val.json"
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny networks gain nothing from more, and a busy CI machine loses a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 
 def write_json(path: Path, data) -> Path:
     path.write_text(json.dumps(data))

@@ -1,0 +1,113 @@
+"""The training evaluators through the registry: config, evaluation, checkpoints, bad options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prednas.errors import PredNASError
+from prednas.evaluators.base import Evaluation, Evaluator, config_hash
+from prednas.evaluators.registry import evaluator_entry, make_evaluator
+from prednas.spaces import get_space
+from prednas.spaces.anynet import make_arch
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini"
+TINY_ANYNET = make_arch([1, 1, 1, 1], [8, 8, 16, 16], [1.0] * 4, [1, 1, 2, 2])
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny networks gain nothing from more, and a busy CI machine loses a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory: pytest.TempPathFactory) -> str:
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "d.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8), y_train=np.arange(32) % 3,
+             x_test=rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8), y_test=np.arange(12) % 3)
+    return str(path)
+
+
+def classification_config(npz: str, **recipe) -> dict:
+    return {"name": "classification", "data": {"source": "npz", "path": npz},
+            "recipe": {"epochs": 2, "batch_size": 8, **recipe}, "device": "cpu"}
+
+
+@pytest.mark.parametrize("name", ["classification", "detection"])
+def test_registered_as_training_evaluators(name: str) -> None:
+    entry = evaluator_entry(name)
+    assert entry.trains and entry.claim_ttl_s > 0
+    assert entry.spaces == ({"classification": "anynet", "detection": "yolox"}[name],)
+
+
+def test_classification_evaluation_and_reuse_of_its_checkpoint(npz: str, tmp_path: Path) -> None:
+    evaluator = make_evaluator(classification_config(npz))
+    assert isinstance(evaluator, Evaluator)
+    evaluator.attach(checkpoint_dir=tmp_path)
+    space = get_space("anynet")
+    first = evaluator.evaluate(space, TINY_ANYNET)
+    assert isinstance(first, Evaluation) and 0 <= first.accuracy <= 100
+    assert set(first.cost) == {"macs", "flops", "params", "latency_ms"} and first.cost["latency_ms"] > 0
+    assert first.cost["macs"] == space.cost(TINY_ANYNET)["macs"]
+    assert {"top5", "wall_s", "images_per_s", "epoch_s", "resumed_from"} <= set(first.report)
+    again = make_evaluator(classification_config(npz)).attach(checkpoint_dir=tmp_path).evaluate(space, TINY_ANYNET)
+    assert again.accuracy == first.accuracy and again.report["resumed_from"] == 2.0
+    files = list(tmp_path.rglob("*.pt"))
+    assert len(files) == 1 and files[0].parent.name == config_hash(evaluator.config())
+
+
+def test_config_holds_what_changes_the_numbers(npz: str) -> None:
+    base = make_evaluator(classification_config(npz)).config()
+    assert config_hash(base) == config_hash(make_evaluator(classification_config(npz)).config())
+    for change in ({"epochs": 3}, {"lr": 0.2}, {"resolution": 24}, {"seed": 1}):
+        assert config_hash(make_evaluator(classification_config(npz, **change)).config()) != config_hash(base)
+    fraction = classification_config(npz)
+    fraction["data"]["fraction"] = 0.5
+    assert config_hash(make_evaluator(fraction).config()) != config_hash(base)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"name": "classification", "data": {"source": "npz", "path": "x"}, "epochs": 3}, "unknown option 'epochs'"),
+    ({"name": "classification", "data": {"source": "npz", "path": "x"}, "recipe": {"epoch": 3}},
+     "unknown classification recipe key 'epoch'"),
+    ({"name": "classification", "data": {"path": "x"}}, "'source' and 'path'"),
+    ({"name": "classification", "data": {"source": "npz", "path": "x"}, "signal": "top3"}, "signal"),
+    ({"name": "detection", "data": {"train_images": "x"}}, "lacks 'train_annotations'"),
+    ({"name": "detection", "data": {"root": "r", "train_annotations": "a", "train_images": "i",
+                                    "val_annotations": "v"}, "recipe": {"input_size": 33}}, "multiple of 32"),
+])
+def test_bad_options_are_one_line_errors(config: dict, message: str) -> None:
+    with pytest.raises(PredNASError, match=message):
+        make_evaluator(config)
+
+
+def test_missing_data_is_reported_on_first_use(tmp_path: Path) -> None:
+    evaluator = make_evaluator({"name": "classification", "data": {"source": "npz", "path": str(tmp_path / "x")}})
+    with pytest.raises(PredNASError, match="does not exist"):
+        evaluator.evaluate(get_space("anynet"), TINY_ANYNET)
+
+
+@pytest.mark.skipif(not COCO.exists(), reason="needs ../shared/data/coco_mini")
+def test_detection_evaluation() -> None:
+    from prednas.spaces.yolox import make
+
+    arch = make(8, ([1] * 4, [8, 16, 24, 32], [0.5] * 4), ([1] * 4, [16, 8, 16, 32], [0.5] * 4), [([8], [8], [8])] * 3)
+    evaluator = make_evaluator({
+        "name": "detection", "device": "cpu",
+        "data": {"root": str(COCO), "train_annotations": "annotations/instances_train.json", "train_images": "images",
+                 "val_annotations": "annotations/instances_val.json", "max_train_images": 4, "max_val_images": 2},
+        "recipe": {"epochs": 1, "batch_size": 2, "input_size": 64, "warmup_epochs": 0, "no_aug_epochs": 0},
+    })
+    space = get_space("yolox")
+    result = evaluator.evaluate(space, arch)
+    assert 0 <= result.accuracy <= 100 and result.cost["flops"] == space.cost(arch)["flops"]
+    assert {"ap50", "ap75", "ap_small", "iterations_per_s", "images_per_s"} <= set(result.report)
+    assert evaluator.config()["data"]["train_images"] == str(COCO / "images")
