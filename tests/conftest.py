@@ -8,7 +8,7 @@ Server fixtures (session-scoped, started on first use, torn down at the end; all
   ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``,
   ``MLFLOW_S3_ENDPOINT_URL``), ``uri(prefix)`` -> ``s3://bucket/prefix``, ``keys(prefix)``
   (object keys in the bucket), ``client()`` (a boto3 client), ``stop()``/``start()``.
-- ``pg_server`` -> ``PostgresServer``: ``url(db)`` gives ``postgresql://prednas@127.0.0.1:PORT/db``.
+- ``pg_server`` -> ``PostgresServer``: ``url(db)`` gives ``postgresql+psycopg2://prednas@127.0.0.1:PORT/db``.
 - ``mlflow_server`` -> ``MlflowServer``: ``tracking_uri`` (``http://127.0.0.1:PORT``),
   ``artifacts_uri`` (``s3://bucket/mlflow``, where run artifacts land), ``s3`` (the
   ``S3Server``), ``stop()``/``start()`` (same port, same database).
@@ -44,27 +44,33 @@ def _mlflow_test_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A running SeaweedFS S3 server shared by the session."""
     server = S3Server(tmp_path_factory.mktemp("s3"))
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
 def fault_s3_server(tmp_path: Path) -> Iterator[S3Server]:
     """A private S3 server for one test, free to be stopped and restarted."""
     server = S3Server(tmp_path / "s3")
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """A running PostgreSQL cluster shared by the session."""
     server = PostgresServer()
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +78,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory, pg_server: PostgresS
                   s3_server: S3Server) -> Iterator[MlflowServer]:
     """A running MLflow tracking server (PostgreSQL store, S3 artifacts) shared by the session."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow"), pg_server, s3_server)
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

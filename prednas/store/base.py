@@ -47,6 +47,14 @@ def _prefix(space: str, config_hash: str, arch_id: str | None = None) -> str:
     return f"triplets/{space}/{config_hash}/{_text('arch_id', arch_id, HEX_RE)}/"
 
 
+def _parse(key: str, data: bytes) -> Triplet:
+    """The verified triplet stored at ``key``; it must also be the triplet that belongs there."""
+    triplet = Triplet.from_json(data, key=key)
+    if triplet.key != key:
+        raise PredNASError(f"triplet at {key} holds {triplet.key}; objects must not be moved or renamed")
+    return triplet
+
+
 def _order(triplet: Triplet) -> tuple[float, str]:
     return triplet.created_at, triplet.trial
 
@@ -122,7 +130,7 @@ class TripletStore:
         problems = []
         for key, data in zip(keys, self._read_many(keys), strict=True):
             try:
-                Triplet.from_json(data if data is not None else b"", key=key)
+                _parse(key, data if data is not None else b"")
             except PredNASError as exc:
                 problems.append((key, str(exc)))
         return problems
@@ -131,14 +139,14 @@ class TripletStore:
         data = self._read(key)
         if data is None:
             raise PredNASError(f"no triplet at {self.uri} key {key}")
-        return Triplet.from_json(data, key=key)
+        return _parse(key, data)
 
     def _load_all(self, prefix: str) -> list[Triplet]:
         keys = [k for k in self._keys(prefix) if k.endswith(".json")]
         triplets = []
         for key, data in zip(keys, self._read_many(keys), strict=True):
             if data is not None:  # deleted between listing and reading
-                triplets.append(Triplet.from_json(data, key=key))
+                triplets.append(_parse(key, data))
         return sorted(triplets, key=_order)
 
     # -- claims -----------------------------------------------------------------------

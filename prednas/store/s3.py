@@ -26,7 +26,9 @@ from typing import Any
 from prednas.errors import PredNASError
 from prednas.store.base import TripletStore
 
-DEFAULT_MAX_ATTEMPTS = 10  # ~1 minute of backoff before giving up on an endpoint
+# botocore waits rand(0, 1) * min(0.05 s * 2**i, 20 s) before retry i: 16 attempts ride out
+# about a minute of outage on average (~13 s for the first 10, then ~10 s each).
+DEFAULT_MAX_ATTEMPTS = 16
 CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 60
 READ_THREADS = 16

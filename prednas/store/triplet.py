@@ -141,7 +141,7 @@ class Triplet:
 
     @classmethod
     def from_json(cls, text: str | bytes, *, key: str | None = None) -> Triplet:
-        """Parse and verify a stored triplet; anything corrupt raises PredNASError naming ``key``."""
+        """Parse and verify a stored triplet; anything corrupt raises PredNASError naming ``key`` (a label)."""
         where = key or "<triplet>"
         try:
             data = json.loads(text)
@@ -165,8 +165,6 @@ class Triplet:
             triplet = cls(**data)
         except PredNASError as exc:
             raise PredNASError(f"invalid triplet {where}: {exc}") from None
-        if key is not None and not key.endswith(triplet.key):
-            raise PredNASError(f"triplet {where} holds {triplet.key}; objects must not be moved or renamed")
         return triplet
 
 

@@ -74,6 +74,15 @@ def _default_artifacts(uri: str) -> str | None:
     return (db.parent / "mlartifacts").as_uri()
 
 
+def _reason(message: str, code: str) -> str:
+    """The useful part of an MLflow error: its first line, or why the server could not be reached."""
+    first = message.strip().splitlines()[0] if message.strip() else code
+    if first.startswith("API request to") and "Max retries exceeded" in first:
+        errno = re.search(r"\[Errno -?\d+\] [^\"')]+", first)
+        return f"server unreachable ({errno.group(0) if errno else 'no response'})"
+    return first
+
+
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -104,8 +113,8 @@ class Tracker:
         try:
             yield
         except MlflowException as exc:
-            first = str(exc.message).strip().splitlines()[0] if str(exc.message).strip() else exc.error_code
-            raise PredNASError(f"MLflow at {redact(self.tracking_uri)} failed to {action}: {first}") from None
+            raise PredNASError(f"MLflow at {redact(self.tracking_uri)} failed to {action}: "
+                               f"{_reason(str(exc.message), exc.error_code)}") from None
         except OSError as exc:
             raise PredNASError(f"MLflow at {redact(self.tracking_uri)} failed to {action}: {exc}") from None
 
@@ -242,7 +251,7 @@ class Tracker:
         self.client.log_batch(run_id, metrics=metrics, params=params)
         if runs.needs_arch_artifact(triplet):
             self.client.log_dict(run_id, triplet.arch, "arch.json")
-        self.client.set_terminated(run_id, "FINISHED", end_time=max(stamp, _ms(time.time())))
+        self.client.update_run(run_id, status="FINISHED")  # set_terminated would print a URL per child
         return run_id
 
     # -- predictor fit ------------------------------------------------------------------

@@ -41,6 +41,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_pair(offset: int = 10000) -> tuple[int, int]:
+    """Free ports ``p`` and ``p + offset`` (SeaweedFS derives some gRPC ports that way)."""
+    while True:
+        port = free_port()
+        if port + offset < 65536 and not port_open(port + offset):
+            return port, port + offset
+
+
 def wait_until(check: Any, timeout_s: float, what: str, log: Path | None = None) -> None:
     """Poll ``check()`` until it is true; raise with the log's tail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -87,8 +95,9 @@ class S3Server:
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.log = root / "weed.log"
-        names = ("master", "volume", "filer", "s3", "admin")
-        self.ports = {n: free_port() for n in names} | {f"{n}.grpc": free_port() for n in names}
+        self.ports: dict[str, int] = {}
+        for name in ("master", "volume", "filer", "s3", "admin"):
+            self.ports[name], self.ports[f"{name}.grpc"] = free_port_pair()
         self.port = self.ports["s3"]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -125,7 +134,9 @@ class S3Server:
         if not port_open(self.port):
             return False
         try:
-            self.client().head_bucket(Bucket=self.bucket)
+            client = self.client(attempts=1)
+            client.head_bucket(Bucket=self.bucket)
+            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
             return True
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
@@ -135,15 +146,15 @@ class S3Server:
         _stop(self.proc)
         self.proc = None
 
-    def client(self) -> Any:
-        """A plain boto3 client for inspecting the bucket (one attempt, short timeouts)."""
+    def client(self, attempts: int = 5) -> Any:
+        """A plain boto3 client for inspecting the bucket (short timeouts)."""
         import boto3
         from botocore.config import Config
 
+        config = Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=2,
+                        read_timeout=10, s3={"addressing_style": "path"})
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-                            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
-                            config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10,
-                                          s3={"addressing_style": "path"}))
+                            aws_secret_access_key=SECRET_KEY, region_name="us-east-1", config=config)
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every object key in the bucket under ``prefix``."""
@@ -212,16 +223,18 @@ class PostgresServer:
         import psycopg2
 
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname="postgres")
-        conn.autocommit = True
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{name}"')
-        conn.close()
+        conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
 
     def url(self, database: str = "mlflow") -> str:
         """SQLAlchemy URL of a database on this server."""
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
         """Stop the cluster and delete its files."""
@@ -264,8 +277,8 @@ class MlflowServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:  # uvicorn may wait on clients' keep-alive connections
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
