@@ -29,7 +29,7 @@ from prednas.errors import PredNASError
 from prednas.train.checkpoint import Checkpointer
 from prednas.train.data import ArraySplit, ClassificationData, make_batches
 from prednas.train.engine import TrainState, WarmupCosine, param_groups
-from prednas.train.runtime import Runtime, autocast, seeded, synchronize
+from prednas.train.runtime import Runtime, autocast, device_flags, seeded, synchronize
 
 log = logging.getLogger("prednas.train")
 
@@ -195,7 +195,7 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
         return TrainResult(**loaded[1]["result"], resumed_from=start, wall_s=time.perf_counter() - started,
                            train_s=0.0, images=0, history=list(loaded[1]["history"]))
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    with seeded(recipe.seed, device):
+    with seeded(recipe.seed, device), device_flags(device):
         if loaded is not None:
             run.restore(loaded[1])
             log.info("resuming from the checkpoint after epoch %d of %d", start, recipe.epochs)

@@ -35,7 +35,7 @@ from prednas.train.checkpoint import Checkpointer
 from prednas.train.classification import from_mapping
 from prednas.train.coco import CocoSplit, DetectionDataset, EvalImages, collate_detection
 from prednas.train.engine import ModelEMA, TrainState, YoloxWarmCos, param_groups
-from prednas.train.runtime import Runtime, autocast, seeded, synchronize
+from prednas.train.runtime import Runtime, autocast, device_flags, seeded, synchronize
 from prednas.train.simota import IOU_LOSSES, yolox_loss
 
 log = logging.getLogger("prednas.train")
@@ -253,7 +253,7 @@ def train_detector(model: nn.Module, train: CocoSplit, val: CocoSplit, recipe: D
         return DetectionResult(**loaded[1]["result"], resumed_from=start, wall_s=time.perf_counter() - started,
                                train_s=0.0, images=0, iterations=0, history=list(loaded[1]["history"]))
     evaluate = (lambda: _evaluate(run, val, recipe, device, amp, workers))  # noqa: E731
-    with seeded(recipe.seed, device):
+    with seeded(recipe.seed, device), device_flags(device):
         if loaded is not None:
             run.restore(loaded[1])
             log.info("resuming from the checkpoint after epoch %d of %d", start, recipe.epochs)

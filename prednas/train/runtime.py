@@ -2,8 +2,8 @@
 
 These settings never change the recipe; on CPU the defaults (fp32, contiguous tensors)
 give bit-identical runs for one seed. On CUDA, ``auto`` turns on float16 autocast with a
-gradient scaler (the usual mixed-precision recipe), channels-last tensors and pinned
-host memory.
+gradient scaler (the usual mixed-precision recipe), channels-last tensors, pinned host
+memory and cuDNN's autotuner; "fp32" there keeps PyTorch's default of TF32 convolutions.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class Runtime:
             raise PredNASError(f"unknown device {self.device!r}; expected auto, cpu, cuda or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise PredNASError(f"device {self.device!r} was asked for but CUDA is not available here")
+        if device.type == "cpu" and self.precision == "fp16":
+            raise PredNASError("precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
         return device
 
     def amp_dtype(self, device: torch.device) -> torch.dtype | None:
@@ -85,6 +87,20 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued work on ``device`` (so that timings are true)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def device_flags(device: torch.device) -> Iterator[None]:
+    """On CUDA, let cuDNN pick the fastest kernels for the (fixed) input sizes; restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 @contextlib.contextmanager
