@@ -72,6 +72,17 @@ def test_config_holds_what_changes_the_numbers(npz: str) -> None:
     fraction = classification_config(npz)
     fraction["data"]["fraction"] = 0.5
     assert config_hash(make_evaluator(fraction).config()) != config_hash(base)
+    on_gpu = classification_config(npz)
+    on_gpu["device"] = "cuda"  # what a pipeline step given an accelerator sets: the triplet key must not change
+    assert config_hash(make_evaluator(on_gpu).config()) == config_hash(base)
+
+
+def test_space_has_the_data_classes_and_the_training_resolution(npz: str) -> None:
+    space = make_evaluator(classification_config(npz, resolution=32)).space
+    assert space.name == "anynet" and space.num_classes == 3 and space.input_size == 32
+    config = classification_config(npz, resolution=32)
+    config["cost_input_size"] = 224
+    assert make_evaluator(config).space.input_size == 224
 
 
 @pytest.mark.parametrize(("config", "message"), [

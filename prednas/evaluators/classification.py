@@ -6,6 +6,12 @@ same evaluator runs that proxy on an ImageNet folder, CIFAR-10/100 or NumPy arra
 ``accuracy`` is the top-1 accuracy (percent) on the validation split; ``cost`` is the
 space's analytic cost plus the measured latency; ``report`` holds top-5, wall time,
 training throughput and what a resume skipped.
+
+``space`` is the AnyNet space as this evaluator measures it: the data's number of classes
+and, for the analytic cost, the training resolution (or ``cost_input_size``), so a FLOPs
+target on CIFAR means FLOPs at 32 x 32 with 10 classes. ``config()`` leaves the device
+out: a step given an accelerator and one without it must agree on the triplet key; the
+requested precision is in it (``auto`` is mixed precision on CUDA, fp32 on CPU).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ class ClassificationEvaluator(CheckpointingMixin):
 
     def __init__(self, data: dict[str, Any] | DataSpec, recipe: dict[str, Any] | ClassificationRecipe | None = None,
                  device: str = "auto", precision: str = "auto", workers: int | None = None, latency: bool = True,
-                 signal: str = "top1") -> None:
+                 cost_input_size: int | None = None, signal: str = "top1") -> None:
         self.data_spec = data_spec(data)
         if not isinstance(recipe, ClassificationRecipe):
             recipe = ClassificationRecipe.from_dict(recipe or {})
@@ -49,13 +55,21 @@ class ClassificationEvaluator(CheckpointingMixin):
         self.runtime = runtime_from(device, precision, workers)
         if signal not in SIGNALS:
             raise PredNASError(f"unknown classification signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
-        self.latency, self.signal = latency, signal
+        self.latency, self.signal, self.cost_input_size = latency, signal, cost_input_size
         self._data: ClassificationData | None = None
 
     def config(self) -> dict[str, Any]:
-        """Data, recipe, signal and the requested device and precision."""
+        """Data, recipe, signal, requested precision and cost input size (not the device: see the module)."""
         return {"evaluator": self.name, "data": self.data_spec.config(), "recipe": asdict(self.recipe),
-                "signal": self.signal, "device": self.runtime.device, "precision": self.runtime.precision}
+                "signal": self.signal, "precision": self.runtime.precision, "cost_input_size": self.cost_input_size}
+
+    @property
+    def space(self) -> Any:
+        """The AnyNet space with the data's classes and the cost input size (loads the data)."""
+        from prednas.spaces.anynet import AnyNetSpace
+
+        return AnyNetSpace(num_classes=self.data.num_classes,
+                           input_size=self.cost_input_size or self.recipe.resolved_resolution(self.data))
 
     @property
     def data(self) -> ClassificationData:

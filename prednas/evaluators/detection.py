@@ -7,6 +7,8 @@ relative paths resolve against ``root``), the recipe (``prednas.train.detection`
 device are options. ``accuracy`` is AP@[.5:.95] in percent (or AP50 with ``signal: ap50``);
 ``report`` holds AP50/AP75/AP small/medium/large (percent), wall time, iterations and
 images per second; ``cost`` is the space's analytic cost plus the measured latency.
+``space`` has the data's categories and costs at the training size (or ``cost_input_size``);
+``config()`` leaves the device out, as in ``prednas.evaluators.classification``.
 """
 
 from __future__ import annotations
@@ -54,19 +56,27 @@ class DetectionEvaluator(CheckpointingMixin):
 
     def __init__(self, data: dict[str, Any] | CocoSpec, recipe: dict[str, Any] | DetectionRecipe | None = None,
                  device: str = "auto", precision: str = "auto", workers: int | None = None, latency: bool = True,
-                 signal: str = "ap") -> None:
+                 cost_input_size: int | None = None, signal: str = "ap") -> None:
         self.data_spec = coco_spec(data)
         self.recipe = recipe if isinstance(recipe, DetectionRecipe) else DetectionRecipe.from_dict(recipe or {})
         self.runtime = runtime_from(device, precision, workers)
         if signal not in SIGNALS:
             raise PredNASError(f"unknown detection signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
-        self.latency, self.signal = latency, signal
+        self.latency, self.signal, self.cost_input_size = latency, signal, cost_input_size
         self._splits: tuple[CocoSplit, CocoSplit] | None = None
 
     def config(self) -> dict[str, Any]:
-        """Data, recipe, signal and the requested device and precision."""
+        """Data, recipe, signal, requested precision and cost input size (not the device: see the module)."""
         return {"evaluator": self.name, "data": self.data_spec.config(), "recipe": asdict(self.recipe),
-                "signal": self.signal, "device": self.runtime.device, "precision": self.runtime.precision}
+                "signal": self.signal, "precision": self.runtime.precision, "cost_input_size": self.cost_input_size}
+
+    @property
+    def space(self) -> Any:
+        """The YOLOX space with the data's categories and the cost input size (reads the annotations)."""
+        from prednas.spaces.yolox import YOLOXSpace
+
+        return YOLOXSpace(num_classes=self.splits[0].num_classes,
+                          input_size=self.cost_input_size or self.recipe.input_size)
 
     @property
     def splits(self) -> tuple[CocoSplit, CocoSplit]:
