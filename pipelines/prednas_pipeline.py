@@ -1,0 +1,108 @@
+"""The PredNAS DAG (paper Fig. 2): sample, evaluate in parallel, fit, search, evaluate top K, select.
+
+::
+
+    close_run (exit handler: ends the MLflow run as FINISHED / FAILED / KILLED)
+    search:
+      sample -> ParallelFor(shards) evaluate -> Collected -> fit_predictors -> gradient_search
+             -> ParallelFor(top-K shards) evaluate -> Collected -> select
+
+Run-time parameters are the search itself (see ``SearchSpec.to_arguments``); ``build_pipeline``
+takes what Kubeflow fixes at compile time: the fan-out limit, retries and resource
+requests. Accelerator requests are run-time parameters ('' requests none), so one
+compiled pipeline serves table lookups and training evaluators alike.
+
+On a cluster each step reads S3 credentials and endpoint from the Secret and ConfigMap
+``prednas-s3`` (see ``manifests/``); nothing secret is in the compiled YAML. Caching is off:
+the triplet store, not KFP's cache, decides what is measured again.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from kfp import dsl, kubernetes
+from prednas.components import close_run, evaluate, fit_predictors, gradient_search, sample, select
+
+NAME = "prednas"
+COMPILED = Path(__file__).with_name("prednas_pipeline.yaml")
+S3_SECRET = "prednas-s3"
+S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+S3_CONFIG = "prednas-s3"
+S3_CONFIG_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION"}
+CLUSTER_TRACKING_URI = "http://mlflow.prednas.svc.cluster.local:5000"
+CLUSTER_STORE_URI = "s3://prednas/store"
+EVALUATOR = {"name": "nb201-table", "dataset": "cifar100", "signal": "valid"}
+PREDICTOR = {"epochs": 300, "batch_size": 16, "cv_folds": 5, "aux_target": "flops"}
+GRADIENT = {"starts": 100, "steps": 200, "lr": 0.02, "lr_decay": 0.5, "optimizer": "adam"}
+
+
+def threads(cpu: str) -> int:
+    """Intra-op threads for a CPU request ("500m", "1", "2.5"): its whole cores, at least one.
+
+    Torch otherwise starts one thread per core of the node, and threads beyond the pod's
+    CPU share slow small networks down many times over.
+    """
+    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(cores))
+
+
+def _step(task: dsl.PipelineTask, name: str, cpu: str, memory: str) -> dsl.PipelineTask:
+    """Display name, requests, thread count, S3 settings from the cluster; no KFP cache."""
+    task.set_display_name(name).set_caching_options(False)
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    task.set_env_variable("OMP_NUM_THREADS", str(threads(cpu)))
+    kubernetes.use_secret_as_env(task, S3_SECRET, S3_SECRET_KEYS, optional=True)
+    kubernetes.use_config_map_as_env(task, S3_CONFIG, S3_CONFIG_KEYS, optional=True)
+    kubernetes.set_security_context(task, run_as_non_root=True)
+    return task
+
+
+def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", memory: str = "2Gi") -> Any:
+    """The pipeline function with compile-time settings applied (compile it or run it with kfp.local)."""
+
+    def measure(context: Any, shard: Any, accelerator: Any, accelerator_count: Any, name: str) -> Any:
+        task = evaluate(context=context, shard=shard, accelerator=accelerator, accelerator_limit=accelerator_count)
+        _step(task, name, cpu, memory).set_retry(retries, backoff_duration="30s", backoff_factor=2.0)
+        return task.set_accelerator_type(accelerator).set_accelerator_limit(accelerator_count)
+
+    @dsl.pipeline(name=NAME, description="PredNAS: predictor-based neural architecture search (Yuan et al.)")
+    def prednas(space: str = "nb201", evaluator: dict = EVALUATOR, topk_evaluator: dict = {},  # noqa: B006 - KFP defaults
+                n: int = 30, k: int = 40, seed: int = 0, predictor: dict = PREDICTOR,
+                gradient: dict = GRADIENT, alphas: list = [0.0], cost_metric: str = "",  # noqa: B006
+                cost_target: float = 0.0, cost_window: float = 0.0, shards: int = 2,
+                tracking_uri: str = CLUSTER_TRACKING_URI, experiment: str = "prednas",
+                store_uri: str = CLUSTER_STORE_URI, run_name: str = "", accelerator: str = "",
+                accelerator_count: int = 1, run_key: str = ""):
+        closer = close_run(tracking_uri=tracking_uri, experiment=experiment, run_key=run_key,
+                           job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        _step(closer, "close MLflow run", cpu, memory)
+        with dsl.ExitHandler(closer, name="search"):
+            drawn = _step(sample(
+                space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, n=n, k=k, seed=seed,
+                predictor=predictor, gradient=gradient, alphas=alphas, cost_metric=cost_metric,
+                cost_target=cost_target, cost_window=cost_window, shards=shards, tracking_uri=tracking_uri,
+                experiment=experiment, store_uri=store_uri, run_name=run_name, accelerator=accelerator,
+                accelerator_count=accelerator_count, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            ), "sample N", cpu, memory)
+            context = drawn.outputs["context"]
+            with dsl.ParallelFor(drawn.outputs["Output"], parallelism=parallelism) as shard:
+                sampled = measure(context, shard, accelerator, accelerator_count, "evaluate sample shard")
+            fitted = _step(fit_predictors(context=context, sampled=dsl.Collected(sampled.outputs["triplets"])),
+                           "fit predictors", cpu, memory)
+            searched = _step(gradient_search(context=context, main=fitted.outputs["main"], aux=fitted.outputs["aux"],
+                                             training=fitted.outputs["training"]), "gradient search", cpu, memory)
+            with dsl.ParallelFor(searched.outputs["Output"], parallelism=parallelism) as shard:
+                retrained = measure(context, shard, accelerator, accelerator_count, "evaluate top-K shard")
+            _step(select(context=context, versions=fitted.outputs["Output"], training=fitted.outputs["training"],
+                         topk=dsl.Collected(retrained.outputs["triplets"]), pool=searched.outputs["pool"]),
+                  "select best", cpu, memory)
+
+    return prednas
+
+
+def compile_pipeline(path: str | Path = COMPILED, **options: Any) -> Path:
+    """Write the pipeline package (YAML) for the given compile-time settings."""
+    from kfp import compiler
+
+    compiler.Compiler().compile(build_pipeline(**options), str(path))
+    return Path(path)

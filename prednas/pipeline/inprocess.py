@@ -1,0 +1,36 @@
+"""The whole pipeline in one Python process: the same step functions, called in DAG order.
+
+This is the library way to run a search (and the baseline of the pipeline-overhead
+benchmark): shards are evaluated one after another instead of in parallel steps, and
+values are handed over in memory instead of through artifact files. The MLflow run is
+closed as FAILED when a step raises, as the pipeline's exit handler does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prednas.errors import PredNASError
+from prednas.pipeline import report as reporting
+from prednas.pipeline import steps
+from prednas.pipeline.config import SearchSpec
+
+
+def run_inprocess(spec: SearchSpec, *, run_key: str | None = None) -> dict[str, Any]:
+    """Run sample -> evaluate -> fit -> search -> evaluate top K -> select; returns the report."""
+    if not spec.tracking_uri or not spec.store_uri:
+        raise PredNASError("tracking_uri and store_uri must be set; resolve_embedded() gives the local defaults")
+    key = run_key or f"inprocess-{uuid.uuid4().hex[:12]}"
+    state = "FAILED"
+    try:
+        context, shards = steps.sample(spec, run_key=key)
+        sampled = [t for shard in shards for t in steps.evaluate(context, shard)[0]]
+        fit = steps.fit_predictors(context, sampled)
+        picks, topk_shards = steps.search(context, fit["main"], fit["aux"], fit["training"])
+        topk = [t for shard in topk_shards for t in steps.evaluate(context, shard)[0]]
+        result = reporting.select(context, fit["training"], topk, picks, fit["versions"])
+        state = "SUCCEEDED"
+        return result
+    finally:
+        steps.close(spec.tracking_uri, spec.experiment, key, state)
