@@ -46,6 +46,7 @@ def test_json_round_trip_and_key() -> None:
     assert Triplet.from_json(t.to_json()) == t
     assert t.key == f"triplets/nb201/{HASH}/{arch_id(SPACE, SPACE.from_dict(t.arch))}/{t.trial}.json"
     assert "sha256" in json.loads(t.to_json())
+    assert len({t, Triplet.from_json(t.to_json()), make(2)}) == 2  # hashable by value
 
 
 def test_put_get_lookup_list(store: TripletStore) -> None:

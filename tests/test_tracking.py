@@ -156,6 +156,28 @@ def test_registered_predictor_versions_and_aliases(tracker: Tracker, parent: str
     assert not list(Path(tmp_path).rglob("*.pkl"))  # models from code: nothing pickled
 
 
+class _Exploit:
+    def __reduce__(self):  # runs a command when unpickled
+        import os
+
+        return os.system, ("touch /tmp/prednas-pwned",)
+
+
+def test_crafted_pickle_in_the_registry_is_refused(tracker: Tracker, parent: str) -> None:
+    import io
+    import os
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": _Exploit(), "mean": 0.0, "std": 1.0}, buf)
+    version = tracker.log_predictor(parent, buf.getvalue(), space="nb201", target="crafted",
+                                    training_hash="0" * 16, metrics={})
+    with pytest.raises(PredNASError, match="not a prednas predictor"):
+        Predictor.from_bytes(SPACE, tracker.load_predictor_bytes(model_name("nb201", "crafted"), version))
+    assert not os.path.exists("/tmp/prednas-pwned")
+
+
 def test_final_metrics_and_plots(tracker: Tracker, parent: str) -> None:
     batch = triplets(6) + triplets(2, stage="top-k", seed=3)
     figures = plots.search_figures(batch, chosen_trial=batch[-1].trial)

@@ -104,9 +104,13 @@ class S3Store(TripletStore):
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return PredNASError(f"no usable S3 credentials for {self.uri}: set AWS_ACCESS_KEY_ID and "
                                 "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE / a role)")
+        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
         attempts = self.client.meta.config.retries.get("total_max_attempts", "several")
+        reason = {ConnectTimeoutError: "connect timed out", ReadTimeoutError: "read timed out",
+                  EndpointConnectionError: "could not connect"}.get(type(exc), str(exc))
         return PredNASError(f"S3 endpoint {self.endpoint} unreachable for {op} {self.uri}/{key} "
-                            f"after {attempts} attempts: {exc}")
+                            f"after {attempts} attempts ({reason})")
 
     def _client_error(self, op: str, key: str, exc: Exception) -> PredNASError:
         code = _code(exc)

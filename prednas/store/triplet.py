@@ -108,6 +108,9 @@ class Triplet:
         if config_hash(self.evaluator) != self.config_hash:
             raise PredNASError(f"config_hash {self.config_hash} is not the hash of evaluator config {self.evaluator}")
 
+    def __hash__(self) -> int:  # equal triplets share a key; the dict fields are not hashable
+        return hash(self.key)
+
     @classmethod
     def create(cls, space: Any, arch: Any, evaluator_config: Mapping[str, Any], evaluation: Evaluation, *,
                stage: str, run_id: str | None = None) -> Triplet:
