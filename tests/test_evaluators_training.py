@@ -122,3 +122,15 @@ def test_detection_evaluation() -> None:
     assert 0 <= result.accuracy <= 100 and result.cost["flops"] == space.cost(arch)["flops"]
     assert {"ap50", "ap75", "ap_small", "iterations_per_s", "images_per_s"} <= set(result.report)
     assert evaluator.config()["data"]["train_images"] == str(COCO / "images")
+
+
+@pytest.mark.parametrize("name", ["anynet_cifar10", "anynet_imagefolder", "yolox_coco"])
+def test_config_examples_load_and_build_their_evaluators(name: str) -> None:
+    from prednas.pipeline.config import load_config
+
+    spec = load_config(Path(__file__).resolve().parents[1] / "pipelines" / "configs" / f"{name}.yaml")
+    assert spec.trains and spec.accelerator() == "nvidia.com/gpu"
+    for config in spec.stage_evaluators.values():
+        evaluator = make_evaluator(config)
+        assert evaluator.name == {"anynet": "classification", "yolox": "detection"}[spec.space]
+        assert config_hash(evaluator.config())
