@@ -220,3 +220,34 @@ def test_training_hash() -> None:
     assert training_hash([a, b]) == training_hash([b, a])
     assert training_hash([a]) != training_hash([a, b])
     assert training_hash([a]) != training_hash([Triplet(**{**a.__dict__, "accuracy": 1.0})])
+
+
+def test_s3_without_conditional_writes_falls_back_to_head_then_put() -> None:
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from prednas.store.s3 import S3Store
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    t = make(15)
+    key = f"p/{t.key}"
+    with Stubber(client) as stub:
+        stub.add_response("head_bucket", {}, {"Bucket": "bucket"})
+        stub.add_client_error("put_object", "NotImplemented", http_status_code=501)  # no If-None-Match
+        stub.add_client_error("head_object", "404", http_status_code=404, expected_params={"Bucket": "bucket",
+                                                                                           "Key": key})
+        stub.add_response("put_object", {}, {"Bucket": "bucket", "Key": key, "Body": ANY, "ContentType": ANY})
+        stub.add_response("head_object", {}, {"Bucket": "bucket", "Key": key})  # a second put: exists
+        stub.add_response("get_object", {"Body": _body(t.to_json().encode())}, {"Bucket": "bucket", "Key": key})
+        store = S3Store("bucket", "p", client=client)
+        assert store.put(t) == t.key
+        assert store.put(t) == t.key  # idempotent without a conditional write
+        stub.assert_no_pending_responses()
+
+
+def _body(data: bytes) -> object:
+    import io
+
+    from botocore.response import StreamingBody
+
+    return StreamingBody(io.BytesIO(data), len(data))
