@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from typing import Any
 
@@ -36,8 +36,9 @@ PAPER_TABLE_II: dict[str, tuple[float, float, float]] = {
 
 @dataclass(frozen=True)
 class Job:
-    """One repeat of one method."""
+    """One repeat of one method under one config; ``label`` names its row."""
 
+    label: str
     method: str
     repeat: int
     dataset: str
@@ -56,7 +57,7 @@ def run_job(job: Job) -> dict[str, Any]:
     result = run_search(job.method, evaluator.space, evaluator, seed=rng, config=job.config)
     best = result.best
     return {
-        "method": job.method,
+        "label": job.label,
         "repeat": job.repeat,
         "test": best.evaluation.report["test_accuracy"],
         "signal": best.evaluation.accuracy,
@@ -90,31 +91,36 @@ def run_benchmark(
     progress: Any = None,
 ) -> dict[str, Any]:
     """Run every method ``repeats`` times and collect the Table II figures."""
-    check_dataset(dataset)
     check_methods(methods)
+    config = replace(config or SearchConfig(), n=n, k=k)
+    entries = {m: (m, config) for m in methods}
+    return run_entries(dataset, entries, repeats=repeats, seed=seed, signal=signal, workers=workers, progress=progress)
+
+
+def run_entries(
+    dataset: str,
+    entries: dict[str, tuple[str, SearchConfig]],
+    *,
+    repeats: int,
+    seed: int,
+    signal: str = "valid",
+    workers: int | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run each labelled (method, config) ``repeats`` times, paired by seed."""
+    check_dataset(dataset)
     if signal not in SIGNALS:
         raise PredNASError(f"unknown signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
     if not isinstance(repeats, int) or repeats < 1:
         raise PredNASError(f"repeats must be a positive integer, got {repeats!r}")
-    evaluator = NB201TableEvaluator(dataset, signal)
-    check_budget(evaluator.space, n, k)
-    config = SearchConfig(n=n, k=k) if config is None else SearchConfig(**{**config.__dict__, "n": n, "k": k})
-    jobs = [Job(m, r, dataset, signal, seed, config) for m in methods for r in range(repeats)]
+    space = NB201TableEvaluator(dataset, signal).space
+    n, k = next(iter(entries.values()))[1].n, next(iter(entries.values()))[1].k
+    for _, config in entries.values():
+        check_budget(space, config.n, config.k)
+    jobs = [Job(label, m, r, dataset, signal, seed, c) for label, (m, c) in entries.items() for r in range(repeats)]
     start = time.perf_counter()
     rows = _run_all(jobs, workers or min(2, os.cpu_count() or 1), progress)
-    results = {}
-    for method in methods:
-        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["repeat"])
-        runs = [r["test"] for r in mine]
-        results[method] = {
-            "mean": float(np.mean(runs)),
-            "std": float(np.std(runs)),
-            "runs": runs,
-            "queries": [r["queries"] for r in mine],
-            "signal_runs": [r["signal"] for r in mine],
-            "archs": [r["arch"] for r in mine],
-            "stats": _mean_stats([r["stats"] for r in mine]),
-        }
+    results = {label: _summarise([r for r in rows if r["label"] == label]) for label in entries}
     return {
         "dataset": dataset,
         "n": n,
@@ -124,6 +130,20 @@ def run_benchmark(
         "signal": signal,
         "results": results,
         "wall_seconds": time.perf_counter() - start,
+    }
+
+
+def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = sorted(rows, key=lambda r: r["repeat"])
+    runs = [r["test"] for r in rows]
+    return {
+        "mean": float(np.mean(runs)),
+        "std": float(np.std(runs)),
+        "runs": runs,
+        "queries": [r["queries"] for r in rows],
+        "signal_runs": [r["signal"] for r in rows],
+        "archs": [r["arch"] for r in rows],
+        "stats": _mean_stats([r["stats"] for r in rows]),
     }
 
 

@@ -12,7 +12,7 @@ def print_nb201(report: dict[str, Any], console: Console | None = None) -> None:
     """Table II layout: ours beside the paper's rows, plus paired differences to random search."""
     from prednas.bench.nb201 import PAPER_TABLE_II, paired, paper_column
 
-    console = console or Console()
+    console = console or Console(width=160)
     col = paper_column(report["dataset"])
     budget = report["n"] + report["k"]
     table = Table(
@@ -45,6 +45,24 @@ def print_nb201(report: dict[str, Any], console: Console | None = None) -> None:
             "",
             "",
             "",
+        )
+    console.print(table)
+    console.print(f"wall time {report['wall_seconds']:.1f} s")
+
+
+def print_ablation(report: dict[str, Any], console: Console | None = None) -> None:
+    """Each lever's test accuracy and its paired gain over the row above."""
+    console = console or Console(width=160)
+    table = Table(
+        title=f"NB201 {report['dataset']} lever ablation | N={report['n']} K={report['k']} | "
+        f"{report['repeats']} repeats | seed {report['seed']}"
+    )
+    for name in ("configuration", "test acc (mean ± std)", "gain over row above (paired ± SE)"):
+        table.add_column(name, justify="left" if name == "configuration" else "right")
+    for label, r in report["results"].items():
+        gain = r.get("gain")
+        table.add_row(
+            label, f"{r['mean']:.2f} ± {r['std']:.2f}", f"{gain['mean']:+.2f} ± {gain['se']:.2f}" if gain else ""
         )
     console.print(table)
     console.print(f"wall time {report['wall_seconds']:.1f} s")

@@ -25,7 +25,7 @@ class FitConfig:
     """Predictor training recipe."""
 
     epochs: int = 300
-    batch_size: int = 32
+    batch_size: int = 64
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -84,9 +84,15 @@ class Predictor:
 
 
 def fit_predictor(
-    space: Any, encodings: np.ndarray, targets: np.ndarray, *, seed: int, config: FitConfig = FitConfig()
+    space: Any,
+    encodings: np.ndarray,
+    targets: np.ndarray,
+    *,
+    seed: int,
+    config: FitConfig = FitConfig(),
+    init: dict[str, torch.Tensor] | None = None,
 ) -> Predictor:
-    """Train a fresh predictor for ``space`` on (encoding, target) pairs."""
+    """Train a predictor for ``space`` on (encoding, target) pairs, from scratch or from ``init`` weights."""
     x = torch.as_tensor(np.asarray(encodings, dtype=np.float32))
     y = np.asarray(targets, dtype=np.float64)
     if len(x) < 2 or len(x) != len(y) or not np.all(np.isfinite(y)):
@@ -96,6 +102,8 @@ def fit_predictor(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = build_network(space)
+        if init is not None:
+            network.load_state_dict(init)
         _train(network, x, z, config)
     return Predictor(space, network, mean, std)
 

@@ -30,13 +30,13 @@ class GraphLayer(nn.Module):
 
     def __init__(self, d_in: int, d_out: int, dropout: float) -> None:
         super().__init__()
-        self.forward_w = nn.Linear(d_in, d_out, bias=False)
-        self.backward_w = nn.Linear(d_in, d_out, bias=False)
+        self.weights = nn.Linear(d_in, 2 * d_out, bias=False)  # W1 and W2 side by side
         self.act = nn.GELU()
         self.drop = nn.Dropout(dropout)
 
     def forward(self, v: torch.Tensor, fwd: torch.Tensor, bwd: torch.Tensor) -> torch.Tensor:
-        out = 0.5 * self.act(fwd @ self.forward_w(v)) + 0.5 * self.act(bwd @ self.backward_w(v))
+        w1, w2 = self.weights(v).chunk(2, dim=-1)
+        out = 0.5 * self.act(fwd @ w1) + 0.5 * self.act(bwd @ w2)
         return self.drop(out)
 
 

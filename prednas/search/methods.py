@@ -23,22 +23,64 @@ import numpy as np
 from prednas.errors import PredNASError
 from prednas.evaluators.base import Evaluator
 from prednas.predictors.fit import FitConfig, Predictor, fit_predictor
+from prednas.search.acquisition import Ensemble, acquire, can_enumerate, enumerate_classes, pretrained_state
 from prednas.search.gradient import GradientConfig, gradient_search
 from prednas.search.history import History, sample_unseen
+
+ACQUISITIONS = ("mean", "ucb")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything a method needs besides the space, the evaluator and the seed."""
+    """Everything a method needs besides the space, the evaluator and the seed.
+
+    ``rounds``, ``ensemble``, ``acquisition``/``beta`` and ``exhaustive_limit`` are the
+    levers of ``prednas`` (see ``prednas.search.acquisition``); ``prednas-paper`` ignores them.
+    """
 
     n: int = 30
     k: int = 40
     fit: FitConfig = field(default_factory=FitConfig)
     gradient: GradientConfig = field(default_factory=GradientConfig)
-    batches: int = 4
+    rounds: int = 4
+    ensemble: int = 1
+    acquisition: str = "mean"
+    beta: float = 0.5
+    exhaustive_limit: int = 100_000
+    pretrain: int = 0
+    pretrain_epochs: int = 30
     draws: int = 20_000
     population: int = 10
     tournament: int = 3
+
+    def __post_init__(self) -> None:
+        if self.acquisition not in ACQUISITIONS:
+            raise PredNASError(f"unknown acquisition {self.acquisition!r}; expected one of: {', '.join(ACQUISITIONS)}")
+        for name in ("rounds", "ensemble", "draws", "population", "tournament"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise PredNASError(f"{name} must be a positive integer, got {value!r}")
+
+
+def parse_overrides(config: SearchConfig, items: list[str]) -> SearchConfig:
+    """Apply ``key=value`` overrides (``fit.epochs=200``, ``gradient.steps=100``, ``ensemble=3``)."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {"fit": {}, "gradient": {}}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        target, _, leaf = key.rpartition(".")
+        holder = getattr(config, target) if target in nested else config
+        if not sep or (target and target not in nested) or not hasattr(holder, leaf):
+            raise PredNASError(f"bad option {item!r}; expected key=value with a SearchConfig field")
+        default = getattr(holder, leaf)
+        try:
+            value = type(default)(raw) if not isinstance(default, bool) else raw.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise PredNASError(f"bad value in {item!r}; expected a {type(default).__name__}") from None
+        (nested[target] if target else top)[leaf] = value
+    fit = replace(config.fit, **nested["fit"])
+    gradient = replace(config.gradient, **nested["gradient"])
+    return replace(config, fit=fit, gradient=gradient, **top)
 
 
 @dataclass
@@ -59,10 +101,11 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
-def fit_on(history: History, rng: np.random.Generator, config: SearchConfig) -> Predictor:
-    """A predictor fitted on everything queried so far."""
+def fit_on(history: History, rng: np.random.Generator, config: SearchConfig, pretrain: bool = False) -> Predictor:
+    """A predictor fitted on everything queried so far (from cost-pretrained weights if asked)."""
     x, y = history.training_set()
-    return fit_predictor(history.space, x, y, seed=_seed(rng), config=config.fit)
+    init = pretrained_state(history.space, config.pretrain, config.pretrain_epochs) if pretrain else None
+    return fit_predictor(history.space, x, y, seed=_seed(rng), config=config.fit, init=init)
 
 
 def _sample_stage(history: History, rng: np.random.Generator, n: int) -> None:
@@ -84,21 +127,35 @@ def run_prednas_paper(history: History, rng: np.random.Generator, config: Search
 
 
 def run_prednas(history: History, rng: np.random.Generator, config: SearchConfig) -> dict[str, float]:
-    """PredNAS with the K queries spent in ``batches`` rounds, refitting the predictor between them.
+    """PredNAS with the K queries spent in ``rounds``, refitting an ensemble between them.
 
-    Each round fits on every triplet measured so far, runs Algorithm 1 and queries the best
-    unseen cells of the pool, so later rounds learn from the top-K results of earlier ones.
+    Each round fits ``ensemble`` predictors on every triplet measured so far, proposes
+    candidates (every equivalence class when the space is small enough to enumerate,
+    Algorithm 1 otherwise), ranks them by the acquisition function and queries the best
+    unseen ones, so later rounds learn from the top-K results of earlier ones.
     """
     _sample_stage(history, rng, config.n)
-    sizes = np.diff(np.linspace(0, config.k, config.batches + 1).round().astype(int))
+    sizes = np.diff(np.linspace(0, config.k, config.rounds + 1).round().astype(int))
     stats: dict[str, float] = {}
     for size in sizes:
-        predictor = fit_on(history, rng, config)
-        pool = gradient_search(history.space, predictor, rng=rng, config=config.gradient)
-        done = history.query_all(history.unseen(pool.archs), "top-k", limit=int(size))
+        members = [fit_on(history, rng, config, pretrain=config.pretrain > 0) for _ in range(config.ensemble)]
+        ensemble = Ensemble(members)
+        candidates, stats = _propose(history, ensemble, rng, config)
+        values = acquire(ensemble, candidates, config.acquisition, config.beta)
+        order = np.argsort(-values, kind="stable")
+        done = history.query_all((candidates[i] for i in order), "top-k", limit=int(size))
         _top_up(history, rng, "top-k", int(size) - done)
-        stats = pool.stats
     return stats
+
+
+def _propose(history: History, ensemble: Ensemble, rng: np.random.Generator,
+             config: SearchConfig) -> tuple[list[Any], dict[str, float]]:
+    space = history.space
+    if can_enumerate(space, config.exhaustive_limit):
+        candidates = history.unseen(enumerate_classes(space))
+        return candidates, {"pool_size": float(len(candidates))}
+    pool = gradient_search(space, ensemble, rng=rng, config=config.gradient)
+    return history.unseen(pool.archs), pool.stats
 
 
 def run_random(history: History, rng: np.random.Generator, config: SearchConfig) -> dict[str, float]:
@@ -192,8 +249,3 @@ def run_search(
     history = History(space, evaluator, config.n + config.k)
     stats = METHODS[method](history, rng, config)
     return SearchResult(method, history, stats)
-
-
-def with_overrides(config: SearchConfig, **changes: Any) -> SearchConfig:
-    """A copy of ``config`` with top-level fields changed."""
-    return replace(config, **changes)

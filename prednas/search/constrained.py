@@ -1,0 +1,208 @@
+"""Cost-constrained search in size spaces (paper Sec. III-C, IV-B, IV-C and Fig. 4).
+
+From measured triplets, fit the main predictor (accuracy) and an auxiliary one (the log of
+MACs, FLOPs, params or a measured latency), then run Algorithm 1
+(``prednas.search.gradient``) at every alpha of a grid, keeping each projected point whose
+cost lies in ``[target - delta, target + delta]``; the merged pool is ranked by the main
+predictor ("we adopt a grid search strategy to tune the value of alpha and all the models
+under the target constraints during update will be added into the model pool").
+
+The baseline is random shooting with the same predictor and the same number of predictor
+evaluations: as many random architectures as Algorithm 1 scored relaxed points
+(``alphas x starts x steps``), those in the window ranked by the main predictor.
+
+Triplets file: JSON lines, one measured architecture per line::
+
+    {"arch": {...}, "accuracy": 71.3, "cost": {"latency_ms": 4.1}}
+
+``arch`` is the space's JSON form (``prednas cost --json`` and the presets use the same);
+``accuracy`` is the search signal (higher is better); ``cost`` is optional and only read
+for ``latency_ms`` (also accepted at the top level); a ``space`` field, when present, must
+name the space; other fields (a stored ``Triplet``'s ids, report, stage) are ignored.
+Blank lines and lines starting with ``#`` are skipped.
+
+Deviations: the auxiliary predictor is fitted on the log of its metric (costs span orders
+of magnitude); MACs, FLOPs and params come from the analytic cost model rather than the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prednas.errors import PredNASError
+from prednas.predictors.fit import FitConfig, Predictor, fit_predictor
+from prednas.search.gradient import CostWindow, GradientConfig, Pool, alpha_grid_search
+
+ANALYTIC = ("macs", "flops", "params")
+METRICS = (*ANALYTIC, "latency_ms")
+DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One line of a triplets file: an architecture, its accuracy and any measured costs."""
+
+    arch: Any
+    accuracy: float
+    cost: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConstrainedConfig:
+    """Algorithm 1's knobs plus the alpha grid."""
+
+    gradient: GradientConfig = field(default_factory=GradientConfig)
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+
+    @property
+    def evaluations(self) -> int:
+        """Relaxed points the main predictor scores (the budget random shooting gets)."""
+        return len(self.alphas) * self.gradient.starts * self.gradient.steps
+
+
+def load_triplets(path: str | Path, space: Any) -> list[Measured]:
+    """Read and check a triplets file (format in the module docstring)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise PredNASError(f"cannot read triplets file {path}: {exc.strerror or exc}") from None
+    out = [_parse_line(text, space, f"{path}:{n}") for n, text in enumerate(lines, 1)
+           if text.strip() and not text.lstrip().startswith("#")]
+    if len(out) < 2:
+        raise PredNASError(f"triplets file {path} has {len(out)} triplets; a predictor needs at least 2")
+    return out
+
+
+def _parse_line(text: str, space: Any, where: str) -> Measured:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise PredNASError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or "arch" not in data or "accuracy" not in data:
+        raise PredNASError(f"{where}: expected an object with 'arch' and 'accuracy'")
+    if data.get("space", space.name) != space.name:
+        raise PredNASError(f"{where}: triplet of space {data['space']!r}, expected {space.name!r}")
+    accuracy = data["accuracy"]
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
+        raise PredNASError(f"{where}: accuracy = {accuracy!r}: expected a finite number")
+    try:
+        arch = space.from_dict(data["arch"])
+    except PredNASError as exc:
+        raise PredNASError(f"{where}: {exc}") from None
+    cost = dict(data.get("cost") or {})
+    if "latency_ms" in data:
+        cost["latency_ms"] = data["latency_ms"]
+    return Measured(arch, float(accuracy), cost)
+
+
+def metric_values(space: Any, records: list[Measured], metric: str) -> np.ndarray:
+    """``metric`` of every record: analytic for MACs/FLOPs/params, from the file for latency."""
+    if metric not in METRICS:
+        raise PredNASError(f"unknown cost metric {metric!r}; expected one of: {', '.join(METRICS)}")
+    if metric in ANALYTIC:
+        return np.array([space.cost(r.arch)[metric] for r in records], dtype=np.float64)
+    values = []
+    for i, r in enumerate(records):
+        v = r.cost.get(metric)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise PredNASError(f"triplet {i + 1} has {metric} = {v!r}: a latency predictor needs a positive "
+                               f"'{metric}' on every line")
+        values.append(float(v))
+    return np.array(values)
+
+
+def fit_predictors(space: Any, records: list[Measured], *, aux_metric: str, seed: int,
+                   config: FitConfig | None = None) -> tuple[Predictor, Predictor]:
+    """Main predictor on accuracy and auxiliary predictor on ``log(aux_metric)`` (MLPs for a size space)."""
+    config = config or FitConfig()
+    x = np.stack([space.encode(r.arch) for r in records])
+    main = fit_predictor(space, x, np.array([r.accuracy for r in records]), seed=seed, config=config)
+    aux = fit_predictor(space, x, np.log(metric_values(space, records, aux_metric)), seed=seed + 1, config=config)
+    return main, aux
+
+
+class _PredictedMetric:
+    """A space whose ``cost`` also reports a metric predicted by a log-scale predictor (latency windows)."""
+
+    def __init__(self, space: Any, metric: str, predictor: Predictor) -> None:
+        self._space, self._metric, self._predictor = space, metric, predictor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._space, name)
+
+    def cost(self, arch: Any) -> dict[str, float]:
+        value = float(np.exp(self._predictor.predict_archs([arch])[0]))
+        return {**self._space.cost(arch), self._metric: value}
+
+
+def _window_space(space: Any, window: CostWindow, aux: Predictor, aux_metric: str) -> Any:
+    if window.metric in ANALYTIC:
+        return space
+    if window.metric != aux_metric:
+        raise PredNASError(f"a {window.metric} target needs the auxiliary predictor on {window.metric}, "
+                           f"not {aux_metric}")
+    return _PredictedMetric(space, window.metric, aux)
+
+
+def constrained_search(space: Any, main: Predictor, aux: Predictor, window: CostWindow, *, rng: np.random.Generator,
+                       config: ConstrainedConfig | None = None, aux_metric: str = "flops") -> Pool:
+    """Algorithm 1 at every alpha of ``config.alphas``; the merged in-window pool, best predicted first."""
+    config = config or ConstrainedConfig()
+    if window.metric not in METRICS:
+        raise PredNASError(f"unknown cost metric {window.metric!r}; expected one of: {', '.join(METRICS)}")
+    if not config.alphas or any(a < 0 or not math.isfinite(a) for a in config.alphas):
+        raise PredNASError(f"alphas must be non-negative numbers, got {list(config.alphas)}")
+    searched = _window_space(space, window, aux, aux_metric)
+    pool = alpha_grid_search(searched, main, aux, list(config.alphas), rng=rng, config=config.gradient, window=window)
+    pool.stats["evaluations"] = float(config.evaluations)
+    return pool
+
+
+def random_shooting(space: Any, main: Predictor, window: CostWindow, *, rng: np.random.Generator, draws: int,
+                    aux: Predictor | None = None, aux_metric: str = "flops") -> Pool:
+    """``draws`` random architectures; the distinct ones in the window ranked by the main predictor."""
+    if draws < 1:
+        raise PredNASError(f"draws must be a positive integer, got {draws}")
+    searched = _window_space(space, window, aux, aux_metric) if window.metric not in ANALYTIC else space
+    seen: dict[Any, dict[str, float] | None] = {}
+    for _ in range(draws):
+        arch = space.sample(rng)
+        if arch not in seen:
+            cost = searched.cost(arch)
+            seen[arch] = cost if window.contains(cost) else None
+    archs = [a for a, c in seen.items() if c is not None]
+    scores = main.predict_archs(archs)
+    order = np.argsort(-scores, kind="stable")
+    stats = {"pool_size": float(len(archs)), "visited": float(len(seen)), "evaluations": float(draws)}
+    return Pool([archs[i] for i in order], scores[order], [seen[archs[i]] for i in order], stats)
+
+
+def parse_quantity(text: str, name: str) -> float:
+    """``600M``, ``1.6G``, ``3e9``, ``12.5`` -> a positive number (K, M, G, T are powers of 1000)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise PredNASError(f"{name} = {text!r}: expected a positive number with an optional K, M, G or T suffix")
+    return float(match.group(1)) * _SUFFIX[match.group(2).upper()]
+
+
+def parse_delta(text: str, target: float) -> float:
+    """``5%`` of ``target``, or an absolute quantity like ``30M``."""
+    text = str(text).strip()
+    if text.endswith("%"):
+        try:
+            percent = float(text[:-1])
+        except ValueError:
+            percent = -1.0
+        if not 0 < percent < 100:
+            raise PredNASError(f"delta = {text!r}: expected a percentage between 0 and 100, or a quantity like 30M")
+        return target * percent / 100
+    return parse_quantity(text, "delta")
