@@ -17,6 +17,7 @@ On a cluster each step reads S3 credentials and endpoint from the Secret and Con
 the triplet store, not KFP's cache, decides what is measured again.
 """
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from kfp import dsl, kubernetes
 from prednas.components import close_run, evaluate, fit_predictors, gradient_search, sample, select
 
 NAME = "prednas"
+DESCRIPTION = "PredNAS: predictor-based neural architecture search (Yuan, Huang and Wang)"
 COMPILED = Path(__file__).with_name("prednas_pipeline.yaml")
 S3_SECRET = "prednas-s3"
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
@@ -57,15 +59,18 @@ def _step(task: dsl.PipelineTask, name: str, cpu: str, memory: str) -> dsl.Pipel
     return task
 
 
-def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", memory: str = "2Gi") -> Any:
-    """The pipeline function with compile-time settings applied (compile it or run it with kfp.local)."""
+def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", memory: str = "2Gi",
+                   defaults: dict[str, Any] | None = None) -> Any:
+    """The pipeline function with compile-time settings applied (compile it or run it with kfp.local).
+
+    ``defaults`` replaces the parameters' default values (those a run gets when it names none).
+    """
 
     def measure(context: Any, shard: Any, accelerator: Any, accelerator_count: Any, name: str) -> Any:
         task = evaluate(context=context, shard=shard, accelerator=accelerator, accelerator_limit=accelerator_count)
         _step(task, name, cpu, memory).set_retry(retries, backoff_duration="30s", backoff_factor=2.0)
         return task.set_accelerator_type(accelerator).set_accelerator_limit(accelerator_count)
 
-    @dsl.pipeline(name=NAME, description="PredNAS: predictor-based neural architecture search (Yuan et al.)")
     def prednas(space: str = "nb201", evaluator: dict = EVALUATOR, topk_evaluator: dict = {},  # noqa: B006 - KFP defaults
                 n: int = 30, k: int = 40, seed: int = 0, predictor: dict = PREDICTOR,
                 gradient: dict = GRADIENT, alphas: list = [0.0], cost_metric: str = "",  # noqa: B006
@@ -97,7 +102,18 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
                          topk=dsl.Collected(retrained.outputs["triplets"]), pool=searched.outputs["pool"]),
                   "select best", cpu, memory)
 
-    return prednas
+    if defaults:
+        _set_defaults(prednas, defaults)
+    return dsl.pipeline(name=NAME, description=DESCRIPTION)(prednas)
+
+
+def _set_defaults(function: Any, defaults: dict[str, Any]) -> None:
+    """Replace the default values of ``function``'s parameters (all of which have one)."""
+    parameters = inspect.signature(function).parameters
+    unknown = sorted(set(defaults) - set(parameters))
+    if unknown:
+        raise ValueError(f"no pipeline parameter {unknown[0]!r}")
+    function.__defaults__ = tuple(defaults.get(name, p.default) for name, p in parameters.items())
 
 
 def compile_pipeline(path: str | Path = COMPILED, **options: Any) -> Path:

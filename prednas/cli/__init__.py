@@ -17,6 +17,7 @@ from prednas.errors import PredNASError
 COMMAND_MODULES = (
     "prednas.cli.nb201",
     "prednas.cli.run",
+    "prednas.cli.kubeflow",
     "prednas.cli.training",
 )
 

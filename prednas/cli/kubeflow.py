@@ -1,0 +1,80 @@
+"""``prednas compile``, ``prednas submit`` and ``prednas schedule``: the pipeline on Kubeflow Pipelines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from prednas.cli.options import config_options, load_spec
+from prednas.errors import PredNASError
+
+
+def register(main: click.Group, bench: click.Group) -> None:
+    """Add the Kubeflow commands."""
+    main.add_command(compile_command)
+    main.add_command(submit)
+    main.add_command(schedule)
+
+
+def _endpoint(command: Any) -> Any:
+    command = click.option("--service-account", default=None,
+                           help="Kubernetes ServiceAccount of the steps (see manifests/: prednas-steps).")(command)
+    command = click.option("--namespace", default=None,
+                           help="Kubeflow profile namespace (multi-user clusters).")(command)
+    return click.option("--host", required=True,
+                        help="Kubeflow Pipelines endpoint, e.g. http://localhost:8080.")(command)
+
+
+@click.command("compile")
+@config_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the pipeline package (YAML).")
+def compile_command(output: Path, **kwargs: Any) -> None:
+    """Write the pipeline package; the config's values become the parameters' defaults."""
+    from prednas.pipeline.remote import compile_package
+
+    spec = load_spec(kwargs)
+    if not output.parent.exists():
+        raise PredNASError(f"cannot write {output}: folder {output.parent} does not exist")
+    click.echo(f"wrote {compile_package(spec, output)}")
+
+
+@click.command()
+@config_options
+@_endpoint
+def submit(host: str, namespace: str | None, service_account: str | None, **kwargs: Any) -> None:
+    """Create a run of the pipeline on a Kubeflow Pipelines endpoint."""
+    from prednas.pipeline.remote import submit as submit_run
+
+    spec = load_spec(kwargs)
+    result = submit_run(spec, host=host, experiment=spec.experiment, namespace=namespace,
+                        service_account=service_account)
+    click.echo(f"run {result['run_id']} created: {result['url']}")
+
+
+@click.command()
+@config_options
+@_endpoint
+@click.option("--cron", required=True, help="Six-field cron: second minute hour day-of-month month day-of-week.")
+@click.option("--job-name", default=None, help="Name of the recurring run (default: prednas-<space>).")
+@click.option("--max-concurrency", type=int, default=1, show_default=True, help="Runs of this schedule at once.")
+@click.option("--catchup/--no-catchup", default=False, show_default=True,
+              help="Replay the slots missed while the schedule was paused.")
+@click.option("--start-time", default=None, help="RFC 3339 time of the first run (default: now).")
+@click.option("--end-time", default=None, help="RFC 3339 time after which no run starts.")
+def schedule(host: str, namespace: str | None, service_account: str | None, cron: str, job_name: str | None,
+             max_concurrency: int, catchup: bool, start_time: str | None, end_time: str | None,
+             **kwargs: Any) -> None:
+    """Create a recurring run: each run warm-starts from everything earlier runs measured."""
+    from prednas.pipeline.remote import check_cron
+    from prednas.pipeline.remote import schedule as schedule_runs
+
+    check_cron(cron)
+    spec = load_spec(kwargs)
+    result = schedule_runs(spec, host=host, cron=cron, experiment=spec.experiment,
+                           job_name=job_name or f"prednas-{spec.space}", max_concurrency=max_concurrency,
+                           catchup=catchup, namespace=namespace, service_account=service_account,
+                           start_time=start_time, end_time=end_time)
+    click.echo(f"recurring run {result['recurring_run_id']} created in experiment {result['experiment_id']}")
