@@ -35,12 +35,13 @@ def run(root: Path, in_process: bool, json_path: Path | None, **kwargs: Any) -> 
     """Run a PredNAS search as a local Kubeflow pipeline and print the best architecture found."""
     from rich.console import Console
 
-    from prednas.pipeline.local import resolve_embedded, run_local
+    from prednas.pipeline.local import preflight, resolve_embedded, run_local
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema-creation chatter of a new SQLite store
     spec = resolve_embedded(load_spec(kwargs), root)
     if json_path is not None and not json_path.parent.exists():
         raise PredNASError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
+    preflight(spec)
     console = Console(file=sys.stderr)  # bound now: kfp.local's output is redirected while steps run
     console.print(f"[bold]prednas[/] {spec.space} / {spec.evaluator.get('name')} n={spec.n} k={spec.k} "
                   f"seed={spec.seed}: tracking {spec.tracking_uri}, store {spec.store_uri}")
@@ -48,7 +49,7 @@ def run(root: Path, in_process: bool, json_path: Path | None, **kwargs: Any) -> 
         report, seconds, where = _in_process(spec, console)
     else:
         with _progress(console, _task_count(spec)) as advance:
-            result = run_local(spec, root=root, on_task=advance)
+            result = run_local(spec, root=root, on_task=advance, check=False)
         report, seconds, where = result.report, result.seconds, f"step logs: {result.log_path}"
     print_report(report, seconds)
     click.echo(where)
@@ -60,9 +61,7 @@ def _in_process(spec: Any, console: Any) -> tuple[dict[str, Any], float, str]:
     import time
 
     from prednas.pipeline.inprocess import run_inprocess
-    from prednas.pipeline.local import preflight
 
-    preflight(spec)
     started = time.time()
     with console.status("searching in-process"):
         report = run_inprocess(spec)

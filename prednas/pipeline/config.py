@@ -13,6 +13,7 @@ is its inverse (KFP passes numbers inside dicts as floats, which it undoes).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -37,7 +38,10 @@ def _int(key: str, value: Any, low: int, high: int = INT_LIMIT) -> int:
 
 
 def _float(key: str, value: Any, low: float = -math.inf) -> float:
-    """A finite number no smaller than ``low``."""
+    """A finite number no smaller than ``low`` (YAML 1.1 reads ``2.0e8`` as text, so numeric text counts)."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < low:
         bound = f" >= {low:g}" if low > -math.inf else ""
         raise PredNASError(f"{key} must be a finite number{bound}, got {value!r}")
