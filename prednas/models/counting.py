@@ -7,8 +7,8 @@ activations, pooling and resizing are not counted), so ``macs`` here is exactly
 convolution and linear-layer multiply-adds, the convention the analytic models use.
 
 A network built on the ``meta`` device (``with torch.device("meta"): build(arch)``)
-allocates and computes nothing: counting a 32 GF network that way takes a fraction of a
-second and no memory (``counted_cost``).
+allocates and computes nothing: counting even a 32 GF network that way takes about a
+second (module construction dominates) and no memory (``counted_cost``).
 """
 
 from __future__ import annotations

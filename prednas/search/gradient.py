@@ -12,7 +12,12 @@ Deviations from Algorithm 1, each needed for the search to move:
   vector back to its grid, after every small step undoes the step);
 - Adam by default: plain SGD at the paper's lr 0.02 on one-hot logits leaves every cell
   where it started, so the "search" silently ranks its random starts (``optimizer="sgd"``
-  gives the paper's optimiser).
+  gives the paper's optimiser);
+- a space with ``param_bounds = (lo, hi)`` (the size spaces, whose normalised encodings
+  live in ``[0, 1]``) has the iterate clipped to that box after every step, a projected
+  gradient step onto the relaxation's domain: otherwise the iterate drifts far outside the
+  region the predictors were fitted on, where their extrapolation drives the step while
+  the projection stays pinned at the range's edge.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ def gradient_search(
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[third, 2 * third], gamma=config.lr_decay)
     seen: dict[Any, dict[str, float] | None] = {}
     current = list(starts)
+    bounds = getattr(space, "param_bounds", None)
     for _ in range(config.steps):
         opt.zero_grad()
         enc = space.relax(theta)
@@ -99,6 +105,9 @@ def gradient_search(
         loss.backward()
         opt.step()
         sched.step()
+        if bounds is not None:
+            with torch.no_grad():
+                theta.clamp_(*bounds)
         current = [space.project(row) for row in theta.detach().numpy()]
         _collect(space, current, seen, window)
     return _rank(space, main, seen, starts, current)

@@ -248,6 +248,7 @@ class AnyNetSpace:
 
     name = SPACE
     kind = "size"
+    param_bounds = (0.0, 1.0)  # gradient search keeps its iterate in the encodings' box
     encoding_shape = (4 * STAGES,)
     param_shape = (4 * STAGES,)
     default_input_size = DEFAULT_INPUT_SIZE
@@ -308,6 +309,10 @@ class AnyNetSpace:
     def cost(self, arch: AnyNetArch) -> dict[str, float]:
         """Analytic MACs, FLOPs (2 x MACs) and params at the space's input size and classes."""
         return anynet_cost(arch, self.input_size, self.num_classes)
+
+    def counted_cost(self, arch: Any) -> dict[str, int]:
+        """Cost measured on the built network (meta device, ``flop_counter``): the analytic cost's check."""
+        return counted_cost(arch, self.input_size, self.num_classes)
 
     def build(self, arch: AnyNetArch) -> Any:
         """``build(arch, self.num_classes)``."""

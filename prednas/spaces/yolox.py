@@ -290,6 +290,7 @@ class YOLOXSpace:
 
     name = SPACE
     kind = "size"
+    param_bounds = (0.0, 1.0)  # gradient search keeps its iterate in the encodings' box
     encoding_shape = (1 + 2 * 3 * STAGES + LEVELS * 3 * 5,)
     param_shape = encoding_shape
     default_input_size = DEFAULT_INPUT_SIZE
@@ -390,6 +391,10 @@ class YOLOXSpace:
     def cost(self, arch: YOLOXArch) -> dict[str, float]:
         """Analytic MACs, FLOPs (2 x MACs) and params at the space's input size and classes."""
         return yolox_cost(arch, self.input_size, self.num_classes)
+
+    def counted_cost(self, arch: Any) -> dict[str, int]:
+        """Cost measured on the built network (meta device, ``flop_counter``): the analytic cost's check."""
+        return counted_cost(arch, self.input_size, self.num_classes)
 
     def build(self, arch: YOLOXArch) -> Any:
         """``build(arch, self.num_classes)``."""
