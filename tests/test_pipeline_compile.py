@@ -1,0 +1,126 @@
+"""The compiled pipeline: committed YAML up to date, KFP round trip, fan-outs, retries, resources, thin steps."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+from typing import Any
+
+import prednas.components as components
+import pytest
+import yaml
+from prednas.pipelines.prednas_pipeline import COMPILED, threads
+
+from prednas.pipeline.config import load_config
+from prednas.pipeline.remote import compile_package
+
+STEPS = [components.sample, components.evaluate, components.fit_predictors, components.gradient_search,
+         components.select, components.close_run]
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The pipeline spec with the platform spec (the package's second YAML document) merged in."""
+    spec, *platform = yaml.safe_load_all(path.read_text())
+    for doc in platform:
+        spec.update(doc)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The default config compiled now, parsed."""
+    path = compile_package(load_config(), tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
+    return load(path)
+
+
+def test_committed_yaml_is_the_current_pipeline(compiled: dict[str, Any]) -> None:
+    committed = load(COMPILED)
+    assert committed == compiled, "pipelines/prednas_pipeline.yaml is stale: run `prednas compile -o " \
+                                  "pipelines/prednas_pipeline.yaml` and review the diff"
+
+
+def test_kfp_round_trip(tmp_path: Path, compiled: dict[str, Any]) -> None:
+    from kfp import compiler
+    from kfp import components as kfp_components
+
+    loaded = kfp_components.load_component_from_file(str(COMPILED))
+    compiler.Compiler().compile(loaded, str(tmp_path / "again.yaml"))
+    again = load(tmp_path / "again.yaml")
+    assert again["root"] == compiled["root"] and again["deploymentSpec"] == compiled["deploymentSpec"]
+    assert again["components"] == compiled["components"]
+
+
+def _tasks(compiled: dict[str, Any]) -> dict[str, Any]:
+    """Every task of every DAG, by DAG and task name."""
+    dags = {"root": compiled["root"], **compiled["components"]}
+    return {f"{dag}/{name}": task for dag, spec in dags.items()
+            for name, task in spec.get("dag", {}).get("tasks", {}).items()}
+
+
+def test_two_parallel_for_fan_outs_inside_an_exit_handler(compiled: dict[str, Any]) -> None:
+    tasks = _tasks(compiled)
+    loops = {name: t for name, t in tasks.items() if "parameterIterator" in t}
+    assert len(loops) == 2 and all(t["iteratorPolicy"]["parallelismLimit"] == 2 for t in loops.values())
+    exit_task = tasks["root/close-run"]
+    assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    collected = [t for t in tasks.values() if t["componentRef"]["name"] in ("comp-fit-predictors", "comp-select")]
+    assert len(collected) == 2
+
+
+def test_retries_resources_and_accelerator(compiled: dict[str, Any]) -> None:
+    tasks = _tasks(compiled)
+    evaluates = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-evaluate")]
+    assert len(evaluates) == 2
+    assert all(t["retryPolicy"]["maxRetryCount"] == 2 for t in evaluates)
+    for name, executor in compiled["deploymentSpec"]["executors"].items():
+        resources = executor["container"]["resources"]
+        assert resources["resourceCpuRequest"] == "1" and resources["resourceMemoryRequest"] == "2Gi", name
+        assert {"name": "OMP_NUM_THREADS", "value": "1"} in executor["container"]["env"]
+    for name in ("exec-evaluate", "exec-evaluate-2"):
+        accelerator = compiled["deploymentSpec"]["executors"][name]["container"]["resources"]["accelerator"]
+        assert "pipelinechannel--accelerator" in accelerator["resourceType"]
+        assert "pipelinechannel--accelerator_count" in accelerator["resourceCount"]
+
+
+def test_no_caching_no_secret_values_and_non_root(compiled: dict[str, Any]) -> None:
+    assert all(t.get("cachingOptions", {}) == {} for t in _tasks(compiled).values())
+    text = COMPILED.read_text()
+    assert "pip install" not in text and "secretAccessKey" not in text
+    k8s = compiled["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor in k8s.values():
+        assert executor["secretAsEnv"][0]["secretName"] == "prednas-s3" and executor["secretAsEnv"][0]["optional"]
+        assert executor["securityContext"]["runAsNonRoot"] is True
+
+
+def test_one_image_for_every_step(compiled: dict[str, Any]) -> None:
+    images = {e["container"]["image"] for e in compiled["deploymentSpec"]["executors"].values()}
+    assert images == {components.IMAGE}
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: s.name)
+def test_components_are_thin(step: Any) -> None:
+    """A dozen lines: imports, one prednas call, writing outputs; no packages installed at run time."""
+    source = inspect.getsource(step.python_func)
+    function = ast.parse(source).body[0]
+    body = [node for node in function.body if not isinstance(node, ast.Expr | ast.Import | ast.ImportFrom)]
+    lines = sum(node.end_lineno - node.lineno + 1 for node in body)
+    assert lines <= 12, f"{step.name} has {lines} lines of logic"
+    command = " ".join(step.component_spec.implementation.container.command)
+    assert "pip install" not in command
+
+
+def test_compile_options_reach_the_yaml(tmp_path: Path) -> None:
+    spec = load_config(None, ["parallelism=5", "retries=4", "resources={cpu: 2500m, memory: 6Gi}", "n=11"])
+    data = load(compile_package(spec, tmp_path / "p.yaml"))
+    tasks = _tasks(data)
+    assert {t["iteratorPolicy"]["parallelismLimit"] for t in tasks.values() if "iteratorPolicy" in t} == {5}
+    assert {t["retryPolicy"]["maxRetryCount"] for t in tasks.values() if "retryPolicy" in t} == {4}
+    assert data["root"]["inputDefinitions"]["parameters"]["n"]["defaultValue"] == 11
+    assert {"name": "OMP_NUM_THREADS", "value": "2"} in data["deploymentSpec"]["executors"]["exec-select"][
+        "container"]["env"]
+
+
+@pytest.mark.parametrize(("cpu", "expected"), [("500m", 1), ("1", 1), ("2", 2), ("2.5", 2), ("4000m", 4)])
+def test_threads_follow_the_cpu_request(cpu: str, expected: int) -> None:
+    assert threads(cpu) == expected
