@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "prednas.cli.run",
     "prednas.cli.kubeflow",
     "prednas.cli.training",
+    "prednas.cli.spaces",
 )
 
 

@@ -185,7 +185,7 @@ def counted_cost(arch: AnyNetArch, input_size: int = 224, num_classes: int = 100
 # Presets are data. RegNetX: torchvision's configurations (BlockParams.from_init_params of
 # each ``regnet_x_*``, bottleneck ratio 1; groups = width / group width) with the published
 # GFLOPS (multiply-adds, torchvision's ``_ops``) and parameter counts.
-_P = "torchvision.models.regnet_x_{}: depths, widths, group widths from its BlockParams"
+_P = "torchvision regnet_x_{}"
 PRESETS: dict[str, dict[str, Any]] = {
     "regnet_x_400mf": dict(depths=[1, 2, 7, 12], widths=[32, 64, 160, 400], groups=[2, 4, 10, 25],
                            gmacs=0.414, params=5_495_976, source=_P.format("400mf")),
@@ -206,7 +206,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # group count that cannot divide, 22, where Table IX has 32) with their printed GFLOPS.
 # PredNAS-12GF is left out: its printed group width (160) contradicts its width and groups
 # (720 x 0.5 / 2 = 180) and its cost (10.9 GF here) is 8% off the printed 11.8.
-_T9 = "paper Table IX (PredNAS row)"
+_T9 = "paper Table IX"
 PRESETS.update({
     "prednas_200mf": dict(depths=[5, 2, 16, 1], widths=[24, 32, 96, 1600], ratios=[1, 1, 1, 0.25],
                           groups=[3, 1, 12, 16], gmacs=0.22, params=None, source=_T9),

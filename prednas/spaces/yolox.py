@@ -264,7 +264,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                       neck=([1, 3, 1, 3], [512, 256, 576, 304], [0.5, 0.25, 0.5, 0.25]),
                       heads=[([224, 40], [56, 96], [32]), ([224, 176], [32], [104, 224]),
                              ([256, 136, 176], [176, 40, 224], [192])],
-                      input_size=640, gflops=28.4, mparams=10.6, source="paper Tables VI and VII"),
+                      input_size=640, gflops=28.4, mparams=10.6, source="paper Tables VI, VII"),
 }
 
 

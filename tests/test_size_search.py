@@ -1,0 +1,219 @@
+"""Cost-constrained search in the size spaces: triplets, windows, Algorithm 1, random shooting, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from prednas.bench.spaces import synthetic_accuracy
+from prednas.cli import main as cli
+from prednas.errors import PredNASError
+from prednas.predictors.fit import FitConfig, build_network
+from prednas.predictors.mlp import MLPPredictor
+from prednas.search.constrained import (
+    ConstrainedConfig,
+    Measured,
+    constrained_search,
+    fit_predictors,
+    load_triplets,
+    parse_delta,
+    parse_quantity,
+    random_shooting,
+)
+from prednas.search.gradient import CostWindow, GradientConfig
+from prednas.spaces import get_space
+from prednas.spaces.anynet import AnyNetSpace
+
+FAST_FIT = FitConfig(epochs=40)
+SMALL = ConstrainedConfig(GradientConfig(starts=16, steps=30), (0.0, 0.5, 2.0))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small MLP batches run several times faster on one thread when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def anynet():
+    return get_space("anynet")
+
+
+@pytest.fixture(scope="module")
+def fitted(anynet):
+    rng = np.random.default_rng(0)
+    records = [Measured(a, synthetic_accuracy(a)) for a in (anynet.sample(rng) for _ in range(30))]
+    return records, *fit_predictors(anynet, records, aux_metric="macs", seed=0, config=FAST_FIT)
+
+
+def write_triplets(path, sp, records, **extra):
+    lines = [json.dumps({"arch": sp.to_dict(r.arch), "accuracy": r.accuracy, **extra}) for r in records]
+    path.write_text("# anynet triplets\n\n" + "\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("text", "value"), [("600M", 6e8), ("1.6G", 1.6e9), ("26.8g", 2.68e10), ("3e9", 3e9),
+                                             ("12.5", 12.5), ("9K", 9e3)])
+def test_quantities(text, value):
+    assert parse_quantity(text, "x") == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["", "-5M", "0", "6X", "M", "1.2.3G"])
+def test_bad_quantities(text):
+    with pytest.raises(PredNASError, match="expected a positive number"):
+        parse_quantity(text, "--target-macs")
+
+
+def test_deltas():
+    assert parse_delta("5%", 6e8) == pytest.approx(3e7)
+    assert parse_delta("30M", 6e8) == pytest.approx(3e7)
+    with pytest.raises(PredNASError, match="percentage"):
+        parse_delta("150%", 1.0)
+
+
+def test_size_spaces_get_the_mlp_predictor():
+    for name in ("anynet", "yolox"):
+        space = get_space(name)
+        net = build_network(space)
+        assert isinstance(net, MLPPredictor)
+        assert net(torch.rand(4, *space.encoding_shape)).shape == (4,)
+
+
+def test_triplets_round_trip_and_errors(tmp_path, anynet, fitted):
+    records = fitted[0]
+    path = write_triplets(tmp_path / "t.jsonl", anynet, records[:5], space="anynet", stage="sample")
+    loaded = load_triplets(path, anynet)
+    assert [r.arch for r in loaded] == [r.arch for r in records[:5]]
+    assert [r.accuracy for r in loaded] == pytest.approx([r.accuracy for r in records[:5]])
+    bad = path.read_text().replace('"accuracy": ', '"accuracy": "x", "old": ', 1)
+    (tmp_path / "bad.jsonl").write_text(bad)
+    with pytest.raises(PredNASError, match=r"bad.jsonl:3: accuracy = 'x': expected a finite number"):
+        load_triplets(tmp_path / "bad.jsonl", anynet)
+    (tmp_path / "arch.jsonl").write_text(path.read_text().replace('"depths": [', '"depths": [99, ', 1))
+    with pytest.raises(PredNASError, match=r"arch.jsonl:3: anynet depths = \[99"):
+        load_triplets(tmp_path / "arch.jsonl", anynet)
+    (tmp_path / "space.jsonl").write_text(path.read_text().replace('"space": "anynet"', '"space": "yolox"'))
+    with pytest.raises(PredNASError, match="triplet of space 'yolox', expected 'anynet'"):
+        load_triplets(tmp_path / "space.jsonl", anynet)
+    with pytest.raises(PredNASError, match="cannot read triplets file"):
+        load_triplets(tmp_path / "missing.jsonl", anynet)
+
+
+def test_gradient_pool_lies_in_the_window_sorted_and_seeded(anynet, fitted):
+    _, main, aux = fitted
+    window = CostWindow("macs", 1.6e9, 0.16e9)
+    pools = [constrained_search(anynet, main, aux, window, rng=np.random.default_rng(5), config=SMALL,
+                                aux_metric="macs") for _ in range(2)]
+    pool = pools[0]
+    assert len(pool) > 0 and pool.archs == pools[1].archs
+    assert all(abs(c["macs"] - 1.6e9) <= 0.16e9 for c in pool.costs)
+    assert all(anynet.cost(a) == c for a, c in zip(pool.archs, pool.costs, strict=True))
+    assert np.all(np.diff(pool.scores) <= 0)
+    assert pool.stats["evaluations"] == 3 * 16 * 30
+
+
+class _Spy(AnyNetSpace):
+    """Records the range of every relaxed parameter the search feeds the predictors."""
+
+    seen: list[tuple[float, float]]
+
+    def relax(self, theta):
+        self.seen.append((float(theta.detach().min()), float(theta.detach().max())))
+        return theta
+
+
+def test_gradient_iterate_stays_in_the_encoding_box(fitted):
+    _, main, aux = fitted
+    spy = _Spy()
+    spy.seen = []
+    constrained_search(spy, main, aux, CostWindow("macs", 1e9, 1e8), rng=np.random.default_rng(0),
+                       config=ConstrainedConfig(GradientConfig(starts=8, steps=40, lr=0.2), (0.0, 5.0)))
+    assert spy.seen and min(lo for lo, _ in spy.seen) >= 0.0 and max(hi for _, hi in spy.seen) <= 1.0
+
+
+def test_random_shooting_uses_the_given_budget(anynet, fitted):
+    _, main, _ = fitted
+    window = CostWindow("macs", 6.4e9, 0.64e9)
+    pool = random_shooting(anynet, main, window, rng=np.random.default_rng(1), draws=2000)
+    assert pool.stats["evaluations"] == 2000 and pool.stats["visited"] <= 2000
+    assert len(pool) > 0 and all(window.contains(c) for c in pool.costs)
+    assert np.all(np.diff(pool.scores) <= 0)
+
+
+def test_yolox_search_under_a_flops_target():
+    space = get_space("yolox")
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(12)]
+    records = [Measured(a, 30 + np.log(space.cost(a)["flops"]) - a.neck.depths[0]) for a in archs]
+    main, aux = fit_predictors(space, records, aux_metric="flops", seed=0, config=FitConfig(epochs=20))
+    window = CostWindow("flops", 26.8e9, 2.68e9)
+    pool = constrained_search(space, main, aux, window, rng=np.random.default_rng(0),
+                              config=ConstrainedConfig(GradientConfig(starts=8, steps=20), (0.0, 1.0, 4.0)))
+    assert all(window.contains(c) for c in pool.costs)
+    for arch in pool.archs[:3]:
+        space.check_range(arch)
+
+
+def test_latency_target_uses_the_latency_predictor(anynet, fitted):
+    records = [Measured(r.arch, r.accuracy, {"latency_ms": anynet.cost(r.arch)["macs"] / 1e8}) for r in fitted[0]]
+    main, aux = fit_predictors(anynet, records, aux_metric="latency_ms", seed=0, config=FAST_FIT)
+    window = CostWindow("latency_ms", 20.0, 5.0)
+    pool = constrained_search(anynet, main, aux, window, rng=np.random.default_rng(0), config=SMALL,
+                              aux_metric="latency_ms")
+    assert all(15.0 <= c["latency_ms"] <= 25.0 for c in pool.costs)
+    with pytest.raises(PredNASError, match="latency_ms target needs the auxiliary predictor on latency_ms"):
+        constrained_search(anynet, main, aux, window, rng=np.random.default_rng(0), config=SMALL, aux_metric="macs")
+    with pytest.raises(PredNASError, match="positive 'latency_ms' on every line"):
+        fit_predictors(anynet, fitted[0], aux_metric="latency_ms", seed=0, config=FAST_FIT)
+
+
+def test_cli_cost_json_is_one_object():
+    result = CliRunner().invoke(cli, ["cost", "--space", "anynet", "--arch", "regnet_x_400mf", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"macs": 413_812_608, "flops": 827_625_216, "params": 5_495_976}
+    arch = json.dumps(get_space("yolox").to_dict(get_space("yolox").preset("yolox_s")))
+    result = CliRunner().invoke(cli, ["cost", "--space", "yolox", "--arch", arch, "--input-size", "320", "--json"])
+    assert json.loads(result.output)["flops"] * 4 == 26_685_542_400
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["cost", "--space", "anynet", "--arch", "regnet_x_600mf"], "expected a anynet preset"),
+    (["cost", "--space", "anynet", "--arch", '{"depths": [1, 1, 1, 1]}'], "missing field 'widths'"),
+    (["cost", "--space", "yolox", "--arch", "yolox_s", "--input-size", "630"], "input_size = 630"),
+    (["cost", "--space", "anynet", "--arch", "{nope"], "not valid JSON"),
+])
+def test_cli_errors_are_one_line_exit_2(args, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert message in result.output and result.output.count("\n") == 1
+
+
+def test_cli_presets_lists_every_name():
+    result = CliRunner().invoke(cli, ["presets", "--space", "anynet"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0
+    for name in ("regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf", "regnet_x_8gf",
+                 "regnet_x_16gf", "regnet_x_32gf"):
+        assert name in result.output
+
+
+def test_cli_search_prints_the_pool(tmp_path, anynet, fitted):
+    path = write_triplets(tmp_path / "t.jsonl", anynet, fitted[0])
+    out = tmp_path / "pool.json"
+    args = ["search", "--space", "anynet", "--triplets", str(path), "--target-macs", "1.6G", "--delta", "10%",
+            "-k", "3", "--starts", "8", "--steps", "20", "--alphas", "0,1", "--epochs", "20", "--json", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "with macs in [1.440 G, 1.760 G]" in lines[0] and "320 predictor evaluations" in lines[0]
+    report = json.loads(out.read_text())
+    assert len(lines) == 1 + min(3, len(report["pool"]))
+    for row in report["pool"]:
+        assert 1.44e9 <= row["cost"]["macs"] <= 1.76e9
+        anynet.from_dict(row["arch"])
