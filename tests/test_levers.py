@@ -45,9 +45,14 @@ def test_pretrained_state_ranks_by_cost(space):
     assert pretrained_state(space, 300, 5) is state  # cached
     rng = np.random.default_rng(0)
     cells = [space.sample(rng) for _ in range(40)]
-    predictor = fit_predictor(space, np.stack([space.encode(c) for c in cells]),
-                              np.log1p([space.cost(c)["macs"] for c in cells]), seed=0,
-                              config=FitConfig(epochs=1), init=state)
+    predictor = fit_predictor(
+        space,
+        np.stack([space.encode(c) for c in cells]),
+        np.log1p([space.cost(c)["macs"] for c in cells]),
+        seed=0,
+        config=FitConfig(epochs=1),
+        init=state,
+    )
     from prednas.predictors.fit import kendall_tau
 
     assert kendall_tau(predictor.predict_archs(cells), [space.cost(c)["macs"] for c in cells]) > 0.5
@@ -62,9 +67,18 @@ def test_parse_overrides():
 
 
 def test_prednas_with_every_lever_respects_the_budget(space):
-    config = parse_overrides(SearchConfig(n=10, k=12), ["exhaustive_limit=100000", "rounds=3", "ensemble=2",
-                                                         "acquisition=ucb", "pretrain=300", "pretrain_epochs=2",
-                                                         "fit.epochs=20"])
+    config = parse_overrides(
+        SearchConfig(n=10, k=12),
+        [
+            "exhaustive_limit=100000",
+            "rounds=3",
+            "ensemble=2",
+            "acquisition=ucb",
+            "pretrain=300",
+            "pretrain_epochs=2",
+            "fit.epochs=20",
+        ],
+    )
     ev = NB201TableEvaluator("cifar10")
     result = run_search("prednas", space, ev, seed=0, config=config)
     assert ev.queries == 22

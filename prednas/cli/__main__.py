@@ -1,0 +1,5 @@
+"""``python -m prednas.cli``."""
+
+from prednas.cli import main
+
+main()
