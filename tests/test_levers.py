@@ -87,6 +87,6 @@ def test_prednas_with_every_lever_respects_the_budget(space):
 
 def test_ablation_rows_add_one_lever_each():
     entries = ablation_entries(30, 40)
-    assert list(entries)[0] == "prednas-paper" and len(entries) == len(LEVERS) + 1
+    assert next(iter(entries)) == "prednas-paper" and len(entries) == len(LEVERS) + 1
     last = list(entries.values())[-1][1]
     assert last.exhaustive_limit > 0 and last.rounds == 4
