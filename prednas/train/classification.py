@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -28,8 +28,8 @@ from torch import nn
 from prednas.errors import PredNASError
 from prednas.train.checkpoint import Checkpointer
 from prednas.train.data import ArraySplit, ClassificationData, make_batches
-from prednas.train.engine import TrainState, WarmupCosine, param_groups
-from prednas.train.runtime import Runtime, autocast, device_flags, seeded, synchronize
+from prednas.train.engine import TrainState, WarmupCosine, param_groups, place, run_epochs
+from prednas.train.runtime import Runtime, autocast, synchronize
 
 log = logging.getLogger("prednas.train")
 
@@ -178,11 +178,7 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
     """Train ``model`` on ``data`` with ``recipe`` (resuming from ``checkpointer``) and evaluate it."""
     runtime = runtime or Runtime()
     started = time.perf_counter()
-    device = runtime.torch_device()
-    amp, channels_last = runtime.amp_dtype(device), runtime.use_channels_last(device)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    device, amp, channels_last = place(model, runtime)
     common = {"data": data, "resolution": recipe.resolved_resolution(data), "device": device,
               "workers": runtime.loader_workers(device), "crop_ratio": recipe.crop_ratio}
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -195,22 +191,22 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
         return TrainResult(**loaded[1]["result"], resumed_from=start, wall_s=time.perf_counter() - started,
                            train_s=0.0, images=0, history=list(loaded[1]["history"]))
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    with seeded(recipe.seed, device), device_flags(device):
-        if loaded is not None:
-            run.restore(loaded[1])
-            log.info("resuming from the checkpoint after epoch %d of %d", start, recipe.epochs)
-        for epoch in range(start, recipe.epochs):
-            stats = _train_epoch(run, train_batches, epoch, amp, channels_last, criterion)
-            run.history.append(stats)
-            state = run.state()
-            if epoch + 1 == recipe.epochs:
-                state["result"] = _final(run, data, recipe, common, amp, channels_last)
-            if checkpointer is not None:
-                checkpointer.save(epoch + 1, state)
-            if on_epoch is not None:
-                on_epoch(stats)
+
+    def finish(epoch: int, stats: dict[str, float]) -> dict[str, Any] | None:
+        if epoch + 1 < recipe.epochs:
+            return None
+        val = make_batches(data.val, batch_size=recipe.eval_batch_size, train=False, augment=False,
+                           generator=run.generator, **common)
+        metrics = evaluate_classifier(run.model, val, device, amp, channels_last)
+        skipped = int(sum(h["skipped"] for h in run.history)) + stats["skipped"] + metrics["skipped"]
+        return {"top1": metrics["top1"], "top5": metrics["top5"], "epochs": recipe.epochs, "skipped": int(skipped)}
+
+    result = run_epochs(run, epochs=recipe.epochs, seed=recipe.seed, loaded=loaded, finish=finish,
+                        train_epoch=lambda epoch: _train_epoch(run, train_batches, epoch, amp, channels_last,
+                                                               criterion),
+                        checkpointer=checkpointer, on_epoch=on_epoch)
     trained = run.history[start:]
-    return TrainResult(**state["result"], resumed_from=start, wall_s=time.perf_counter() - started,
+    return TrainResult(**result, resumed_from=start, wall_s=time.perf_counter() - started,
                        train_s=sum(h["seconds"] for h in trained), images=int(sum(h["images"] for h in trained)),
                        history=list(run.history))
 
@@ -222,17 +218,3 @@ def _make_state(model: nn.Module, recipe: ClassificationRecipe, steps_per_epoch:
     schedule = WarmupCosine(steps_per_epoch * recipe.epochs, round(recipe.warmup_epochs * steps_per_epoch),
                             recipe.warmup_factor)
     return TrainState(model, optimizer, schedule, generator, device, amp)
-
-
-def _final(run: TrainState, data: ClassificationData, recipe: ClassificationRecipe, common: dict[str, Any],
-           amp: torch.dtype | None, channels_last: bool) -> dict[str, Any]:
-    val = make_batches(data.val, batch_size=recipe.eval_batch_size, train=False, augment=False,
-                       generator=run.generator, **common)
-    metrics = evaluate_classifier(run.model, val, run.device, amp, channels_last)
-    skipped = int(sum(h["skipped"] for h in run.history)) + metrics["skipped"]
-    return {"top1": metrics["top1"], "top5": metrics["top5"], "epochs": recipe.epochs, "skipped": skipped}
-
-
-def recipe_config(recipe: ClassificationRecipe) -> dict[str, Any]:
-    """The recipe as a JSON-ready dict."""
-    return asdict(recipe)

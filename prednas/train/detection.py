@@ -34,8 +34,8 @@ from prednas.errors import PredNASError
 from prednas.train.checkpoint import Checkpointer
 from prednas.train.classification import from_mapping
 from prednas.train.coco import CocoSplit, DetectionDataset, EvalImages, collate_detection
-from prednas.train.engine import ModelEMA, TrainState, YoloxWarmCos, param_groups
-from prednas.train.runtime import Runtime, autocast, device_flags, seeded, synchronize
+from prednas.train.engine import ModelEMA, TrainState, YoloxWarmCos, param_groups, place, run_epochs
+from prednas.train.runtime import Runtime, autocast, synchronize
 from prednas.train.simota import IOU_LOSSES, yolox_loss
 
 log = logging.getLogger("prednas.train")
@@ -238,12 +238,8 @@ def train_detector(model: nn.Module, train: CocoSplit, val: CocoSplit, recipe: D
     """Train ``model`` on ``train`` with ``recipe`` (resuming from ``checkpointer``) and score it on ``val``."""
     runtime = runtime or Runtime()
     started = time.perf_counter()
-    device = runtime.torch_device()
-    amp, channels_last = runtime.amp_dtype(device), runtime.use_channels_last(device)
+    device, amp, channels_last = place(model, runtime)
     workers = runtime.loader_workers(device)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     dataset = DetectionDataset(train, recipe.input_size, recipe.flip_prob)
     steps = len(dataset) // recipe.batch_size if len(dataset) > recipe.batch_size else 1
     run = _make_state(model, recipe, steps, torch.Generator().manual_seed(recipe.seed), device, amp)
@@ -252,37 +248,26 @@ def train_detector(model: nn.Module, train: CocoSplit, val: CocoSplit, recipe: D
     if loaded is not None and "result" in loaded[1]:
         return DetectionResult(**loaded[1]["result"], resumed_from=start, wall_s=time.perf_counter() - started,
                                train_s=0.0, images=0, iterations=0, history=list(loaded[1]["history"]))
-    evaluate = (lambda: _evaluate(run, val, recipe, device, amp, workers))  # noqa: E731
-    with seeded(recipe.seed, device), device_flags(device):
-        if loaded is not None:
-            run.restore(loaded[1])
-            log.info("resuming from the checkpoint after epoch %d of %d", start, recipe.epochs)
-        for epoch in range(start, recipe.epochs):
-            stats = _train_epoch(run, dataset, recipe, epoch, train.num_classes, amp, channels_last, workers)
-            final = epoch + 1 == recipe.epochs
-            if final or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0):
-                metrics, bad = evaluate()
-                stats |= {f"val_{k}": v for k, v in metrics.items()}
-            run.history.append(stats)
-            state = run.state()
-            if final:
-                skipped = int(sum(h["skipped"] for h in run.history)) + bad
-                state["result"] = {"metrics": metrics, "epochs": recipe.epochs, "skipped": skipped}
-            if checkpointer is not None:
-                checkpointer.save(epoch + 1, state)
-            if on_epoch is not None:
-                on_epoch(stats)
+
+    def finish(epoch: int, stats: dict[str, float]) -> dict[str, Any] | None:
+        final = epoch + 1 == recipe.epochs
+        if not final and not (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0):
+            return None
+        model_eval = run.ema.module if run.ema is not None else run.model
+        detections, bad = predict_coco(model_eval, val, recipe, device, amp, workers)
+        metrics = coco_metrics(val, detections)
+        stats |= {f"val_{k}": v for k, v in metrics.items()}
+        skipped = int(sum(h["skipped"] for h in run.history)) + stats["skipped"] + bad
+        return {"metrics": metrics, "epochs": recipe.epochs, "skipped": int(skipped)} if final else None
+
+    result = run_epochs(run, epochs=recipe.epochs, seed=recipe.seed, loaded=loaded, finish=finish,
+                        train_epoch=lambda epoch: _train_epoch(run, dataset, recipe, epoch, train.num_classes, amp,
+                                                               channels_last, workers),
+                        checkpointer=checkpointer, on_epoch=on_epoch)
     trained = run.history[start:]
-    return DetectionResult(**state["result"], resumed_from=start, wall_s=time.perf_counter() - started,
+    return DetectionResult(**result, resumed_from=start, wall_s=time.perf_counter() - started,
                            train_s=sum(h["seconds"] for h in trained), images=int(sum(h["images"] for h in trained)),
                            iterations=int(sum(h["iterations"] for h in trained)), history=list(run.history))
-
-
-def _evaluate(run: TrainState, val: CocoSplit, recipe: DetectionRecipe, device: torch.device,
-              amp: torch.dtype | None, workers: int) -> tuple[dict[str, float], int]:
-    model = run.ema.module if run.ema is not None else run.model
-    detections, skipped = predict_coco(model, val, recipe, device, amp, workers)
-    return coco_metrics(val, detections), skipped
 
 
 def summarize(result: DetectionResult) -> dict[str, Any]:

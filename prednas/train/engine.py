@@ -11,11 +11,17 @@ up as ``decay * (1 - exp(-updates / 2000))`` and every floating entry of the sta
 from __future__ import annotations
 
 import copy
+import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+
+from prednas.train.runtime import Runtime, device_flags, seeded
+
+log = logging.getLogger("prednas.train")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -132,3 +138,41 @@ class TrainState:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.history = list(state["history"])
+
+
+def place(model: nn.Module, runtime: Runtime) -> tuple[torch.device, torch.dtype | None, bool]:
+    """Move ``model`` to the runtime's device (channels-last there if asked); returns device, autocast dtype, layout."""
+    device = runtime.torch_device()
+    amp, channels_last = runtime.amp_dtype(device), runtime.use_channels_last(device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return device, amp, channels_last
+
+
+def run_epochs(run: TrainState, *, epochs: int, seed: int, loaded: tuple[int, dict[str, Any]] | None,
+               train_epoch: Callable[[int], dict[str, float]], finish: Callable[[int, dict[str, float]], Any],
+               checkpointer: Any = None, on_epoch: Callable[[dict[str, float]], None] | None = None) -> Any:
+    """Train the epochs left after ``loaded`` under ``seed``, checkpointing each; returns the final result.
+
+    ``finish(epoch, stats)`` runs after every epoch: it may add figures to ``stats`` (an
+    intermediate evaluation) and returns the run's result after the last epoch (else None).
+    """
+    start = loaded[0] if loaded else 0
+    result = None
+    with seeded(seed, run.device), device_flags(run.device):
+        if loaded is not None:
+            run.restore(loaded[1])
+            log.info("resuming from the checkpoint after epoch %d of %d", start, epochs)
+        for epoch in range(start, epochs):
+            stats = train_epoch(epoch)
+            result = finish(epoch, stats)
+            run.history.append(stats)
+            state = run.state()
+            if result is not None:
+                state["result"] = result
+            if checkpointer is not None:
+                checkpointer.save(epoch + 1, state)
+            if on_epoch is not None:
+                on_epoch(stats)
+    return result
