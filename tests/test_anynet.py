@@ -170,3 +170,17 @@ def test_architectures_are_hashable_values():
     with pytest.raises(PredNASError, match="groups"):
         AnyNetArch((1, 1, 1, 1), (24, 24, 24, 24), (1.0, 1.0, 1.0, 1.0), (1, 1, 1, 5))
     assert math.isclose(anynet_cost(a)["flops"], 2 * anynet_cost(a)["macs"])
+
+
+def test_a_wider_search_range_as_in_the_appendix():
+    from prednas.spaces.anynet import AnyNetRanges, AnyNetSpace
+
+    wide = AnyNetSpace(AnyNetRanges(depth=(1, 20), width=(24, 2048), groups=(1, 64)))
+    rng = np.random.default_rng(0)
+    archs = [wide.sample(rng) for _ in range(200)]
+    assert max(max(a.widths) for a in archs) > 1024
+    for arch in archs:
+        assert wide.project(wide.param(arch)) == wide.check_range(arch)
+    wide.check_range(preset("prednas_8gf"))
+    with pytest.raises(PredNASError, match="invalid anynet search range"):
+        AnyNetRanges(width=(24, 1020))

@@ -39,7 +39,17 @@ from typing import Any
 import numpy as np
 
 from prednas.errors import PredNASError
-from prednas.spaces.fields import check_choice, check_int, check_keys, fail, from_unit, get_list, snap, unit
+from prednas.spaces.fields import (
+    as_number,
+    check_choice,
+    check_int,
+    check_keys,
+    fail,
+    from_unit,
+    get_list,
+    snap,
+    unit,
+)
 
 SPACE = "anynet"
 STAGES = 4
@@ -91,17 +101,8 @@ def make_arch(depths: Any, widths: Any, ratios: Any, groups: Any) -> AnyNetArch:
     values = []
     for key, items in zip(FIELDS, (depths, widths, ratios, groups), strict=True):
         items = get_list(SPACE, {key: items}, key, STAGES)
-        values.append(tuple(_number(v, integral=key != "ratios") for v in items))
+        values.append(tuple(as_number(v, integral=key != "ratios") for v in items))
     return AnyNetArch(*values)
-
-
-def _number(value: Any, integral: bool) -> Any:
-    """``value`` as an int (or float), or unchanged when it is not such a number (the check names it)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return value
-    if not integral:
-        return float(value)
-    return int(value) if float(value).is_integer() else value
 
 
 @functools.lru_cache(maxsize=4096)

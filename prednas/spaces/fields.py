@@ -63,6 +63,18 @@ def check_keys(space: str, data: Mapping[str, Any], allowed: Sequence[str]) -> N
                            f"expected fields: {', '.join(allowed)}")
 
 
+def as_number(value: Any, integral: bool = True) -> Any:
+    """An integral number as ``int`` (any number as ``float`` if not ``integral``); others unchanged.
+
+    Unchanged values (text, 2.5 where an int is due) are left for the checks to name.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return value
+    if not integral:
+        return float(value)
+    return int(value) if float(value).is_integer() else value
+
+
 def snap(x: float, lo: int, hi: int, step: int = 1) -> int:
     """Nearest multiple of ``step`` in ``lo..hi`` to ``x`` (``lo`` and ``hi`` multiples of ``step``)."""
     x = float(x) if math.isfinite(x) else float(lo)

@@ -49,6 +49,7 @@ import numpy as np
 
 from prednas.errors import PredNASError
 from prednas.spaces.fields import (
+    as_number,
     check_choice,
     check_int,
     check_keys,
@@ -127,15 +128,6 @@ def to_dict(arch: YOLOXArch) -> dict[str, Any]:
             "heads": [{part: list(getattr(h, part)) for part in PARTS} for h in arch.heads]}
 
 
-def _num(value: Any, integral: bool = True) -> Any:
-    """Integral numbers as int (floats as float); anything else unchanged so the check names it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return value
-    if not integral:
-        return float(value)
-    return int(value) if float(value).is_integer() else value
-
-
 def from_dict(data: Mapping[str, Any]) -> YOLOXArch:
     """Parse and check the JSON form (structural range)."""
     check_keys(SPACE, data, ("stem", "backbone", "neck", "heads"))
@@ -148,14 +140,14 @@ def from_dict(data: Mapping[str, Any]) -> YOLOXArch:
         section = data[part]
         check_keys(f"{SPACE} {part}", section, ("depths", "widths", "ratios"))
         lists = [get_list(f"{SPACE} {part}", section, key, STAGES) for key in ("depths", "widths", "ratios")]
-        parts[part] = Stages(*(tuple(_num(v, key != "ratios") for v in values)
+        parts[part] = Stages(*(tuple(as_number(v, key != "ratios") for v in values)
                                for key, values in zip(("depths", "widths", "ratios"), lists, strict=True)))
     heads = []
     for level, head in enumerate(get_list(SPACE, data, "heads", LEVELS)):
         check_keys(f"{SPACE} heads[{level}]", head, PARTS)
         widths = [get_list(f"{SPACE} heads[{level}]", head, part, (1, MAX_HEAD_DEPTH)) for part in PARTS]
-        heads.append(Head(*(tuple(_num(w) for w in ws) for ws in widths)))
-    return YOLOXArch(_num(data["stem"]), parts["backbone"], parts["neck"], tuple(heads))
+        heads.append(Head(*(tuple(as_number(w) for w in ws) for ws in widths)))
+    return YOLOXArch(as_number(data["stem"]), parts["backbone"], parts["neck"], tuple(heads))
 
 
 def make(stem: int, backbone: tuple[Any, Any, Any], neck: tuple[Any, Any, Any], heads: Any) -> YOLOXArch:
