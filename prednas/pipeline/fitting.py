@@ -8,6 +8,8 @@ out-of-fold predictions (pooling keeps tau meaningful when folds hold only a han
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -16,6 +18,24 @@ import numpy as np
 from prednas.predictors.fit import FitConfig, Predictor, fit_predictor, kendall_tau
 
 DEFAULT_FOLDS = 5
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread, then restore the setting.
+
+    Predictors are tiny (a GCN on 8 x 7 matrices, batches of 16): a second thread gains
+    nothing, and when the cores are shared with other steps, synchronising threads makes
+    a fit up to fifty times slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fit_config(options: dict[str, Any]) -> FitConfig:

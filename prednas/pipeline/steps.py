@@ -130,18 +130,19 @@ def _release(store: Any, st: Stage, triplet: Triplet, context: SearchContext) ->
 
 
 def fit_predictors(context: SearchContext, sampled: list[Triplet]) -> dict[str, Any]:
-    """Fit the main (and auxiliary) predictor on every stored triplet of the sample config.
+    """Fit the main (and auxiliary) predictor on the sampled triplets and every other run's (warm start).
 
     Returns ``training`` (the triplets), ``main``/``aux`` (state bytes, aux None when not
     fitted), ``metrics`` (cross-validated Kendall tau and RMSE) and ``versions``.
     """
-    from prednas.pipeline.fitting import fit_with_cv
+    from prednas.pipeline.fitting import fit_with_cv, one_thread
     from prednas.store.triplet import training_hash
 
     spec, run = context.spec, context.run
     st = stage(spec, "sample")
-    training = exchange.unique_by_key([*run.store().list(spec.space, st.hash), *sampled])
-    training = [t for t in training if t.config_hash == st.hash]
+    stored = [t for t in run.store().list(spec.space, st.hash)
+              if t.run_id != context.parent_run_id or t.stage == "sample"]  # not our own top K of an earlier try
+    training = [t for t in exchange.unique_by_key([*stored, *sampled]) if t.config_hash == st.hash]
     targets = {"accuracy": np.array([t.accuracy for t in training])}
     aux_target = spec.predictor.get("aux_target", "flops")
     if any(spec.alphas):
@@ -151,8 +152,9 @@ def fit_predictors(context: SearchContext, sampled: list[Triplet]) -> dict[str, 
     digest = tracker.log_training_set(context.parent_run_id, training)
     fitted, metrics, versions = {}, {}, {}
     for target, y in targets.items():
-        predictor, quality = fit_with_cv(st.space, x, y, spec.predictor, seed=exchange.seed_for(spec.seed, "fit"),
-                                         cv_seed=exchange.seed_for(spec.seed, "cv"))
+        with one_thread():
+            predictor, quality = fit_with_cv(st.space, x, y, spec.predictor, seed=exchange.seed_for(spec.seed, "fit"),
+                                             cv_seed=exchange.seed_for(spec.seed, "cv"))
         fitted[target] = predictor.state_bytes()
         metrics.update({f"{target}_{k}": v for k, v in quality.items()})
         versions[target] = tracker.log_predictor(context.parent_run_id, fitted[target], space=spec.space,
@@ -170,6 +172,7 @@ def _cost(triplet: Triplet, name: str) -> float:
 
 def search(context: SearchContext, main: bytes, aux: bytes | None, training: list[Triplet]) -> tuple[dict, list[str]]:
     """Algorithm 1 over the alpha grid; returns the ranked pool and the top-K shards."""
+    from prednas.pipeline.fitting import one_thread
     from prednas.predictors.fit import Predictor
     from prednas.search.gradient import CostWindow, GradientConfig, alpha_grid_search
 
@@ -181,8 +184,9 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, training: lis
         raise PredNASError("alphas are non-zero but the fit step produced no auxiliary predictor")
     window = CostWindow(spec.cost.metric, spec.cost.target, spec.cost.window) if spec.cost else None
     config = GradientConfig(**spec.gradient)
-    pool = alpha_grid_search(st.space, main_p, aux_p, list(spec.alphas), rng=exchange.rng_for(spec.seed, "search"),
-                             config=config, window=window)
+    with one_thread():
+        pool = alpha_grid_search(st.space, main_p, aux_p, list(spec.alphas), rng=exchange.rng_for(spec.seed, "search"),
+                                 config=config, window=window)
     known = [st.space.from_dict(t.arch) for t in training]
     picks = _unseen(st.space, known, pool.archs)[: spec.k]
     topped = _draw_unseen(st.space, [*training, *_as_triplet_stubs(st, picks)],

@@ -1,0 +1,120 @@
+"""The pipeline's steps called from Python: a whole search, reruns, warm starts, a killed step, a failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from pipeline_checks import check_tracking, shared_tracking, small_spec, stored_trials
+
+from prednas.errors import PredNASError
+from prednas.evaluators.nb201_table import NB201TableEvaluator
+from prednas.pipeline import steps
+from prednas.pipeline.inprocess import run_inprocess
+from prednas.pipeline.local import preflight
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow SQLite store for the module's searches (each in its own experiment)."""
+    return shared_tracking(tmp_path_factory)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every NB201 table evaluation made in this process."""
+    made: list[str] = []
+    original = NB201TableEvaluator.evaluate
+
+    def counting(self, space, arch):  # the Evaluator protocol
+        made.append(str(arch))
+        return original(self, space, arch)
+
+    monkeypatch.setattr(NB201TableEvaluator, "evaluate", counting)
+    return made
+
+
+@pytest.mark.slow
+def test_search_then_rerun_then_warm_start(tmp_path: Path, tracking: str, calls: list[str]) -> None:
+    spec = small_spec(tmp_path, tracking_uri=tracking)
+    preflight(spec)
+    report = run_inprocess(spec, run_key="first")
+    assert len(calls) == spec.n + spec.k == len(set(calls))
+    check_tracking(spec, report)
+    assert report["best"]["accuracy"] == max(r["accuracy"] for r in report["table"])
+
+    again = run_inprocess(spec, run_key="first")  # the same run again (a retried pipeline)
+    assert len(calls) == spec.n + spec.k, "a rerun of the same run measured something again"
+    assert again["parent_run_id"] == report["parent_run_id"] and again["best"] == report["best"]
+
+    warm = run_inprocess(spec, run_key="second")  # a new run on the same store
+    assert len(calls) == 2 * (spec.n + spec.k)
+    assert set(stored_trials(spec).values()) == {1}, "an architecture was measured twice"
+    assert warm["metrics"]["warm_start"] == spec.n + spec.k
+    assert warm["best"]["accuracy"] >= report["best"]["accuracy"]
+
+
+def test_failed_search_closes_its_run_as_failed(tmp_path: Path, tracking: str) -> None:
+    from mlflow import MlflowClient
+
+    spec = small_spec(tmp_path, "alphas=[0, 0.5]", "predictor.aux_target=latency_ms", tracking_uri=tracking)
+    with pytest.raises(PredNASError, match="aux_target 'latency_ms' is not among the measured costs"):
+        run_inprocess(spec, run_key="doomed")
+    client = MlflowClient(tracking)
+    runs = client.search_runs([client.get_experiment_by_name(spec.experiment).experiment_id],
+                              "tags.`prednas.run_key` = 'doomed'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+SLOW_EVALUATOR = """
+import time
+from prednas.evaluators.nb201_table import NB201TableEvaluator
+
+class SlowTable(NB201TableEvaluator):
+    def evaluate(self, space, arch):
+        time.sleep(0.4)
+        return super().evaluate(space, arch)
+"""
+
+STEP = """
+import sys
+from prednas.evaluators import registry
+from prednas.pipeline import steps
+from prednas.pipeline.context import SearchContext
+
+registry.register_evaluator("nb201-table", "slow_table:SlowTable", spaces=("nb201",), options=("dataset", "signal"))
+steps.evaluate(SearchContext.read(sys.argv[1]), open(sys.argv[2]).read())
+"""
+
+
+@pytest.mark.slow
+def test_step_killed_halfway_through_its_shard_resumes_without_remeasuring(tmp_path: Path, tracking: str,
+                                                                          calls: list[str]) -> None:
+    spec = small_spec(tmp_path, "n=10", "shards=1", tracking_uri=tracking)
+    preflight(spec)
+    context, (shard,) = steps.sample(spec, run_key="killed")
+    context.write(tmp_path / "context.json")
+    (tmp_path / "shard.json").write_text(shard)
+    (tmp_path / "slow_table.py").write_text(textwrap.dedent(SLOW_EVALUATOR))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    step = subprocess.Popen([sys.executable, "-c", STEP, str(tmp_path / "context.json"), str(tmp_path / "shard.json")],
+                            env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while sum(stored_trials(spec).values()) < 4 and time.monotonic() < deadline and step.poll() is None:
+        time.sleep(0.1)
+    os.killpg(step.pid, signal.SIGKILL)  # mid-shard, between or during evaluations
+    step.wait()
+    before = sum(stored_trials(spec).values())
+    assert 4 <= before < spec.n, f"the step was not killed halfway ({before} of {spec.n} stored)"
+
+    triplets, metrics = steps.evaluate(context, shard)  # the retry
+    assert len(triplets) == spec.n and len(calls) == spec.n - before
+    assert metrics["reused"] == before and metrics["evaluated"] == spec.n - before
+    trials = stored_trials(spec)
+    assert len(trials) == spec.n and set(trials.values()) == {1}
