@@ -1,0 +1,78 @@
+"""The proxy-training benchmarks on tiny settings: they run, report and refuse bad options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from prednas.bench.training import REGNETX_200MF, detection_overfit, resume, sample_archs
+from prednas.spaces.anynet import AnyNetSpace, make_arch
+from prednas.train.classification import ClassificationRecipe
+from prednas.train.detection import DetectionRecipe
+from prednas.train.runtime import Runtime
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny networks gain nothing from more, and a busy CI machine loses a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory: pytest.TempPathFactory) -> str:
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "d.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_train=np.arange(40) % 4,
+             x_test=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), y_test=np.arange(16) % 4)
+    return str(path)
+
+
+def test_regnetx_200mf_shape() -> None:
+    arch = make_arch(**REGNETX_200MF)
+    assert arch.group_widths == (8, 8, 8, 8)
+    assert AnyNetSpace().cost(arch)["macs"] == pytest.approx(200e6, rel=0.05)  # RegNetX-200MF: 0.2 GF
+
+
+def test_sampled_archs_respect_the_cap_and_the_seed() -> None:
+    space = AnyNetSpace()
+    archs = sample_archs(4, seed=3, max_macs=300e6)
+    assert archs == sample_archs(4, seed=3, max_macs=300e6)
+    for data in archs:
+        arch = space.check_range(space.from_dict(data))
+        assert space.cost(arch)["macs"] <= 300e6
+
+
+@pytest.mark.slow
+def test_resume_benchmark_kills_and_resumes(npz: str) -> None:
+    recipe = ClassificationRecipe(epochs=3, batch_size=8, lr=0.05)
+    report = resume(npz, recipe, kill_after=1)
+    assert report["exit_code"] == -9  # SIGKILL
+    assert report["resumed_from"] == 1 and report["same_history"]
+    assert report["rerun_top1"] == report["straight_top1"]
+
+
+@pytest.mark.skipif(not COCO.exists(), reason="needs ../shared/data/coco_mini")
+def test_detection_overfit_reports_its_history() -> None:
+    recipe = DetectionRecipe(epochs=2, batch_size=2, input_size=64, warmup_epochs=1, no_aug_epochs=0, mosaic=False,
+                             eval_every=1)
+    report = detection_overfit(str(COCO), recipe, Runtime(device="cpu"), images=2, target_ap50=2.0)
+    assert report["reached_at_iteration"] is None and report["max_iterations"] == 2
+    assert [h["epoch"] for h in report["history"]] == [1, 2] and "val_ap50" in report["best"]
+
+
+def test_cli_refuses_bad_options() -> None:
+    from prednas.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "resume", "--epochs", "2", "--kill-after", "2"])
+    assert result.exit_code == 2 and "--kill-after must be in 1..1" in result.output
+    result = CliRunner().invoke(main, ["bench", "classifier", "--data", "/nowhere.npz", "--epochs", "1"])
+    assert result.exit_code == 2 and "does not exist" in result.output
