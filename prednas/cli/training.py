@@ -64,7 +64,7 @@ def _common(command: Any) -> Any:
 @_common
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=0.2, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
 @click.option("--warmup", type=float, default=1.0, show_default=True, help="Warm-up epochs.")
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True)
@@ -103,7 +103,7 @@ def bench_classifier(data: str, seed: int, threads: int | None, json_path: Path 
 @click.option("--resolution", type=int, default=None)
 @click.option("--max-mmacs", type=float, default=400.0, show_default=True, help="MACs cap at 224 px, millions.")
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=0.2, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
 def bench_fidelity(data: str, seed: int, threads: int | None, json_path: Path | None, archs: int, short: int,
                    long_: int, fraction: float, resolution: int | None, max_mmacs: float, batch_size: int,
                    lr: float) -> None:
@@ -151,7 +151,7 @@ def bench_resume(data: str, seed: int, threads: int | None, json_path: Path | No
     _threads(threads)
     if not 1 <= kill_after < epochs:
         raise PredNASError(f"--kill-after must be in 1..{epochs - 1}, got {kill_after}")
-    recipe = _recipe(epochs=epochs, batch_size=128, lr=0.2, warmup_epochs=1.0, label_smoothing=0.1,
+    recipe = _recipe(epochs=epochs, batch_size=128, lr=0.1, warmup_epochs=1.0, label_smoothing=0.1,
                      weight_decay=5e-4, seed=seed)
     r = resume(data, recipe, kill_after=kill_after, fraction=fraction)
     click.echo(f"uninterrupted   {epochs} epochs  top-1 {r['straight_top1']:.2f} %  {r['straight_s']:.1f} s")
