@@ -89,4 +89,4 @@ def test_ablation_rows_add_one_lever_each():
     entries = ablation_entries(30, 40)
     assert next(iter(entries)) == "prednas-paper" and len(entries) == len(LEVERS) + 1
     last = list(entries.values())[-1][1]
-    assert last.exhaustive_limit > 0 and last.rounds == 4
+    assert last.exhaustive_limit > 0 and last.rounds == 4 and last.pretrain > 0

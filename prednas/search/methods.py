@@ -47,7 +47,7 @@ class SearchConfig:
     acquisition: str = "mean"
     beta: float = 0.5
     exhaustive_limit: int = 100_000
-    pretrain: int = 0
+    pretrain: int = 20_000
     pretrain_epochs: int = 30
     draws: int = 20_000
     population: int = 10
