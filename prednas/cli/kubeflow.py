@@ -77,4 +77,6 @@ def schedule(host: str, namespace: str | None, service_account: str | None, cron
                            job_name=job_name or f"prednas-{spec.space}", max_concurrency=max_concurrency,
                            catchup=catchup, namespace=namespace, service_account=service_account,
                            start_time=start_time, end_time=end_time)
-    click.echo(f"recurring run {result['recurring_run_id']} created in experiment {result['experiment_id']}")
+    verb = "created" if result["created"] else "already exists"
+    click.echo(f"recurring run {job_name or f'prednas-{spec.space}'} ({result['recurring_run_id']}) {verb} "
+               f"in experiment {result['experiment_id']}")

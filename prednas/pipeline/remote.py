@@ -9,6 +9,8 @@ in ``KFP_EXISTING_TOKEN``), and steps read S3 credentials from the cluster's Sec
 Schedules use KFP's six-field cron (``second minute hour day-of-month month day-of-week``),
 one concurrent run by default and no catch-up of runs missed while paused: a recurring
 search warm-starts from the triplet store, so replaying missed slots adds nothing.
+Scheduling is idempotent by name: an experiment's recurring run of that name is kept, so
+a GitOps Job may register it on every sync.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_nam
              max_concurrency: int = 1, catchup: bool = False, namespace: str | None = None,
              service_account: str | None = None, start_time: str | None = None,
              end_time: str | None = None) -> dict[str, str]:
-    """Create a recurring run; returns its id."""
+    """Create a recurring run, unless the experiment has one of that name; returns its id."""
     cron = check_cron(cron)
     if not 1 <= max_concurrency <= 10:
         raise PredNASError(f"max_concurrency must be in [1, 10] (KFP's limit), got {max_concurrency}")
@@ -146,9 +148,22 @@ def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_nam
     kfp_client = client(host, namespace)
     with _package(spec) as package, _kfp_errors(host, "create the recurring run"):
         exp = kfp_client.create_experiment(experiment, namespace=namespace)
+        existing = _recurring_run(kfp_client, exp.experiment_id, job_name)
+        if existing is not None:
+            return {"recurring_run_id": existing, "experiment_id": str(exp.experiment_id), "created": ""}
         job = kfp_client.create_recurring_run(
             experiment_id=exp.experiment_id, job_name=job_name, cron_expression=cron,
             max_concurrency=max_concurrency, no_catchup=not catchup, params=spec.to_arguments(),
             pipeline_package_path=str(package), service_account=service_account, enable_caching=False,
             start_time=start_time, end_time=end_time)
-    return {"recurring_run_id": str(job.recurring_run_id), "experiment_id": str(exp.experiment_id)}
+    return {"recurring_run_id": str(job.recurring_run_id), "experiment_id": str(exp.experiment_id), "created": "yes"}
+
+
+def _recurring_run(kfp_client: Any, experiment_id: str, name: str) -> str | None:
+    """The id of the experiment's recurring run called ``name`` (so scheduling twice creates one)."""
+    import json
+
+    query = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+    found = kfp_client.list_recurring_runs(experiment_id=experiment_id, filter=query, page_size=1)
+    runs = getattr(found, "recurring_runs", None) or []
+    return str(runs[0].recurring_run_id) if runs else None
