@@ -83,7 +83,7 @@ def test_cost_at_other_sizes_matches_counter():
         assert anynet_cost(arch, size, classes) == counted_cost(arch, size, classes)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.lists(st.floats(-0.5, 1.5, allow_nan=False), min_size=16, max_size=16))
 def test_projection_always_builds_in_range(space, values):
     arch = space.project(np.array(values, dtype=np.float32))

@@ -217,3 +217,11 @@ def test_cli_search_prints_the_pool(tmp_path, anynet, fitted):
     for row in report["pool"]:
         assert 1.44e9 <= row["cost"]["macs"] <= 1.76e9
         anynet.from_dict(row["arch"])
+
+
+def test_latency_is_measured_on_the_device(anynet):
+    from prednas.models.counting import measure_latency_ms
+
+    model = anynet.build(anynet.preset("regnet_x_400mf"))
+    ms = measure_latency_ms(model, 64, device="cpu", warmup=1, repeats=3)
+    assert 0 < ms < 60_000

@@ -141,7 +141,7 @@ def test_postprocess_suppresses_overlaps_within_a_class_only():
     assert torch.allclose(det["scores"], torch.tensor([0.81, 0.72]))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.lists(st.floats(-0.5, 1.5, allow_nan=False), min_size=70, max_size=70))
 def test_projection_always_builds_in_range(space, values):
     arch = space.project(np.array(values, dtype=np.float32))

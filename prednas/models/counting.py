@@ -55,3 +55,30 @@ def counted_cost(builder: Callable[[], nn.Module], input_size: int,
         module = builder()
     run = None if forward is None else (lambda x: forward(module, x))
     return count_cost(module, input_size, forward=run)
+
+
+def measure_latency_ms(module: nn.Module, input_size: int, *, device: str | torch.device = "cpu", batch: int = 1,
+                       warmup: int = 3, repeats: int = 10,
+                       forward: Callable[[torch.Tensor], Any] | None = None) -> float:
+    """Median wall-clock milliseconds of one eval-mode forward pass on ``device`` (the auxiliary latency target).
+
+    The module is moved to ``device``; CUDA work is synchronised around each timed pass.
+    """
+    import time
+
+    device = torch.device(device)
+    module = module.to(device).eval()
+    x = torch.rand(batch, 3, input_size, input_size, device=device)
+    run = forward or module
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            run(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+    return float(sorted(times)[len(times) // 2])
