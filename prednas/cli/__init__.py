@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "prednas.cli.nb201",
     "prednas.cli.run",
     "prednas.cli.kubeflow",
+    "prednas.cli.overhead",
     "prednas.cli.training",
     "prednas.cli.spaces",
 )
