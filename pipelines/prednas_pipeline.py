@@ -34,7 +34,7 @@ S3_CONFIG_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": 
 CLUSTER_TRACKING_URI = "http://mlflow.prednas.svc.cluster.local:5000"
 CLUSTER_STORE_URI = "s3://prednas/store"
 EVALUATOR = {"name": "nb201-table", "dataset": "cifar100", "signal": "valid"}
-PREDICTOR = {"epochs": 300, "batch_size": 16, "cv_folds": 5, "aux_target": "flops"}
+PREDICTOR = {"epochs": 300, "batch_size": 16, "cv_folds": 3, "aux_target": "flops"}
 GRADIENT = {"starts": 100, "steps": 200, "lr": 0.02, "lr_decay": 0.5, "optimizer": "adam"}
 
 

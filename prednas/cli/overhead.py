@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,9 @@ def register(main: click.Group, bench: click.Group) -> None:
               help="Also write the figures as JSON.")
 def pipeline_overhead(root: Path | None, json_path: Path | None, **kwargs: Any) -> None:
     """Wall time of `prednas run` (kfp.local) against the same steps called in-process."""
-    import logging
-
     from prednas.bench.pipeline import print_overhead, run_overhead
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # schema-creation chatter of a new SQLite store
     spec = load_spec(kwargs)
     if json_path is not None and not json_path.parent.exists():
         raise PredNASError(f"cannot write {json_path}: folder {json_path.parent} does not exist")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +37,7 @@ def run(root: Path, in_process: bool, json_path: Path | None, **kwargs: Any) -> 
 
     from prednas.pipeline.local import preflight, resolve_embedded, run_local
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema-creation chatter of a new SQLite store
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # schema-creation chatter of a new SQLite store
     spec = resolve_embedded(load_spec(kwargs), root)
     if json_path is not None and not json_path.parent.exists():
         raise PredNASError(f"cannot write {json_path}: folder {json_path.parent} does not exist")

@@ -26,6 +26,7 @@ INT_LIMIT = 100_000
 FIT_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "huber_delta")
 GRADIENT_KEYS = ("starts", "steps", "lr", "lr_decay", "optimizer")
 PREDICTOR_KEYS = (*FIT_KEYS, "cv_folds", "aux_target")
+DEFAULT_FOLDS = 3  # cross-validation folds of the predictor fit
 
 
 def _int(key: str, value: Any, low: int, high: int = INT_LIMIT) -> int:
@@ -173,7 +174,7 @@ class SearchSpec:
         for key in ("lr", "momentum", "weight_decay", "huber_delta"):
             if key in self.predictor:
                 _float(f"predictor.{key}", self.predictor[key], 0.0)
-        folds = self.predictor.get("cv_folds", 5)
+        folds = self.predictor.get("cv_folds", DEFAULT_FOLDS)
         if folds != 0:
             _int("predictor.cv_folds", folds, 2, self.n)
         _text("predictor.aux_target", self.predictor.get("aux_target", "flops"), empty=False)

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from prednas.pipeline.config import DEFAULT_FOLDS
 from prednas.predictors.fit import FitConfig, Predictor, fit_predictor, kendall_tau
-
-DEFAULT_FOLDS = 5
 
 
 @contextlib.contextmanager
