@@ -9,6 +9,9 @@ The levers beyond the paper, each a named option of ``SearchConfig`` and generic
   architectures, every equivalence class is scored instead of running gradient search
   (random shooting over NB201 already covers almost every cell, so this is the
   predictor's exact optimum); larger spaces use Algorithm 1.
+- ``pretrain``: each fit starts from weights pretrained to rank the space (every class of an
+  enumerable space, else that many random architectures) by log analytic MACs, which costs
+  no training; the measured accuracies then fine-tune it.
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ ACQUISITIONS = ("mean", "ucb")
 class SearchConfig:
     """Everything a method needs besides the space, the evaluator and the seed.
 
-    ``rounds``, ``ensemble``, ``acquisition``/``beta`` and ``exhaustive_limit`` are the
-    levers of ``prednas`` (see ``prednas.search.acquisition``); ``prednas-paper`` ignores them.
+    ``rounds``, ``ensemble``, ``acquisition``/``beta``, ``exhaustive_limit`` and ``pretrain``
+    (architectures used to pretrain on analytic cost; 0 turns it off) are the levers of
+    ``prednas`` (see ``prednas.search.acquisition``); ``prednas-paper`` ignores them.
     """
 
     n: int = 30
