@@ -216,4 +216,4 @@ def test_zero_init_residual_starts_blocks_as_their_shortcut() -> None:
     model = build(make_arch([1, 2, 1, 1], [8, 8, 16, 16], [1.0] * 4, [1, 1, 2, 2]), 3)
     assert zero_init_residual(model) == 5
     finals = [block.f[-1][1].weight for stage in model.stages for block in stage]
-    assert all(float(w.abs().sum()) == 0.0 for w in finals)
+    assert all(float(w.detach().abs().sum()) == 0.0 for w in finals)
