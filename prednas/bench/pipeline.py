@@ -90,6 +90,7 @@ def run_overhead(spec: SearchSpec, root: str | Path) -> dict[str, Any]:
 
 def print_overhead(figures: dict[str, Any]) -> None:
     """The benchmark's table and verdict."""
+    import click
     from rich.console import Console
     from rich.table import Table
 
@@ -108,5 +109,5 @@ def print_overhead(figures: dict[str, Any]) -> None:
                   f"{figures['ratio_after_startup']:.2f}x")
     Console().print(table)
     verdict = "yes" if figures["pipeline_s"] <= figures["bound_s"] else "no"
-    print(f"target pipeline <= 2 x in-process + fixed startup = {figures['bound_s']:.1f} s: {verdict}")
-    print(f"same best architecture in both: {'yes' if figures['same_result'] else 'no'}")
+    click.echo(f"target pipeline <= 2 x in-process + fixed startup = {figures['bound_s']:.1f} s: {verdict}")
+    click.echo(f"same best architecture in both: {'yes' if figures['same_result'] else 'no'}")

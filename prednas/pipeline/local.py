@@ -12,6 +12,7 @@ run raises ``PredNASError`` with the failing step's own one-line error taken fro
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import re
@@ -87,13 +88,18 @@ class _LogTee:
 
 @contextlib.contextmanager
 def _environment(tmp: Path) -> Iterator[None]:
-    """Steps' temporary folders under ``tmp`` (kfp.local leaves one per task)."""
-    saved, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    """Steps' temporary folders under ``tmp`` (kfp.local leaves one per task), ``print`` kept intact.
+
+    kfp.local indents its steps' output by swapping ``builtins.print`` in each ParallelFor
+    thread; threads finishing out of order can leave an indenting ``print`` behind.
+    """
+    saved, saved_tempdir, saved_print = os.environ.get("TMPDIR"), tempfile.tempdir, builtins.print
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["TMPDIR"], tempfile.tempdir = str(tmp), str(tmp)
     try:
         yield
     finally:
+        builtins.print = saved_print
         tempfile.tempdir = saved_tempdir
         if saved is None:
             os.environ.pop("TMPDIR", None)

@@ -42,11 +42,10 @@ def sample(spec: SearchSpec, *, run_key: str) -> tuple[SearchContext, list[str]]
     first = stage(spec, "sample")
     run = exchange.RunRef(spec.store_uri, spec.tracking_uri, spec.experiment)
     tracker, store = run.tracker(), run.store()
-    tags = {"prednas.space": spec.space, "prednas.evaluator": first.config.get("evaluator", ""),
-            "prednas.config_hash": first.hash}
+    tags = {"prednas.space": spec.space, "prednas.evaluator": spec.evaluator["name"], "prednas.config_hash": first.hash}
     parent = tracker.start_parent(spec.run_name or f"prednas-{spec.space}-{run_key[:12]}", spec.to_dict(), tags,
                                   key=run_key)
-    known = [t for t in store.list(spec.space, first.hash) if t.run_id != parent]
+    known = _keys(first.space, [t.arch for t in store.list(spec.space, first.hash) if t.run_id != parent])
     archs = _draw_unseen(first.space, known, exchange.rng_for(spec.seed, "sample"), spec.n)
     if len(archs) < spec.n:
         raise PredNASError(f"space {spec.space!r} has only {len(archs)} unmeasured architectures left; n={spec.n}")
@@ -54,10 +53,15 @@ def sample(spec: SearchSpec, *, run_key: str) -> tuple[SearchContext, list[str]]
     return context, exchange.make_shards("sample", [first.space.to_dict(a) for a in archs], spec.shards)
 
 
-def _draw_unseen(space: Any, known: list[Triplet], rng: np.random.Generator, count: int,
+def _keys(space: Any, archs: list[dict[str, Any]]) -> set[str]:
+    """Equivalence keys of architecture dicts."""
+    return {space.equivalence_key(space.from_dict(a)) for a in archs}
+
+
+def _draw_unseen(space: Any, known: set[str], rng: np.random.Generator, count: int,
                  max_draws: int = 200_000) -> list[Any]:
-    """Up to ``count`` random architectures of distinct equivalence classes, none already known."""
-    keys = {space.equivalence_key(space.from_dict(t.arch)) for t in known}
+    """Up to ``count`` random architectures of distinct equivalence classes, none in ``known``."""
+    keys = set(known)
     out: list[Any] = []
     for _ in range(max_draws):
         if len(out) >= count:
@@ -108,7 +112,7 @@ def _stored_or_claimed(store: Any, st: Stage, data: dict[str, Any], context: Sea
     from prednas.spaces import arch_id
 
     ident = arch_id(st.space, st.space.from_dict(data))
-    ttl = evaluator_entry(st.config.get("evaluator", context.spec.stage_evaluators[stage_name]["name"])).claim_ttl_s
+    ttl = evaluator_entry(context.spec.stage_evaluators[stage_name]["name"]).claim_ttl_s
     deadline = time.time() + ttl
     while True:
         trials = store.get(st.space.name, st.hash, ident)
@@ -187,9 +191,9 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, training: lis
     with one_thread():
         pool = alpha_grid_search(st.space, main_p, aux_p, list(spec.alphas), rng=exchange.rng_for(spec.seed, "search"),
                                  config=config, window=window)
-    known = [st.space.from_dict(t.arch) for t in training]
+    known = _keys(st.space, [t.arch for t in training])
     picks = _unseen(st.space, known, pool.archs)[: spec.k]
-    topped = _draw_unseen(st.space, [*training, *_as_triplet_stubs(st, picks)],
+    topped = _draw_unseen(st.space, known | {st.space.equivalence_key(a) for a in picks},
                           exchange.rng_for(spec.seed, "top-up"), spec.k - len(picks)) if len(picks) < spec.k else []
     chosen = [*picks, *topped]
     predicted = main_p.predict_archs(chosen) if chosen else np.zeros(0)
@@ -199,8 +203,9 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, training: lis
     return result, exchange.make_shards("top-k", result["picks"], spec.shards)
 
 
-def _unseen(space: Any, known: list[Any], archs: list[Any]) -> list[Any]:
-    keys = {space.equivalence_key(a) for a in known}
+def _unseen(space: Any, known: set[str], archs: list[Any]) -> list[Any]:
+    """``archs`` less those in ``known`` equivalence classes, one per class, order kept."""
+    keys = set(known)
     out = []
     for arch in archs:
         key = space.equivalence_key(arch)
@@ -208,13 +213,6 @@ def _unseen(space: Any, known: list[Any], archs: list[Any]) -> list[Any]:
             keys.add(key)
             out.append(arch)
     return out
-
-
-def _as_triplet_stubs(st: Stage, archs: list[Any]) -> list[Any]:
-    """Objects with an ``arch`` dict, so picks count as known when topping up."""
-    from types import SimpleNamespace
-
-    return [SimpleNamespace(arch=st.space.to_dict(a)) for a in archs]
 
 
 def close(tracking_uri: str, experiment: str, run_key: str, state: str) -> str:
