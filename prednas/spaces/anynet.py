@@ -45,6 +45,7 @@ from prednas.spaces.fields import (
     check_int,
     check_keys,
     fail,
+    float_array,
     from_unit,
     get_list,
     snap,
@@ -286,7 +287,7 @@ class AnyNetSpace:
 
     def project(self, theta: np.ndarray) -> AnyNetArch:
         """Round and clip each number into the search range; G becomes the nearest divisor of W x R."""
-        x = np.asarray(theta, dtype=np.float64).reshape(-1)
+        x = float_array(SPACE, "parameter", theta).reshape(-1)
         if x.shape != self.param_shape:
             raise PredNASError(f"{SPACE} parameter must have {self.param_shape[0]} numbers, got shape {x.shape}")
         x = np.where(np.isfinite(x), x, 0.0)

@@ -8,6 +8,7 @@ multiple of 8 in 24..1024``.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,15 +27,24 @@ def check_int(space: str, field: str, value: Any, lo: int, hi: int, step: int = 
     expected = f"an integer in {lo}..{hi}" if step == 1 else f"a multiple of {step} in {lo}..{hi}"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         fail(space, field, value, expected)
-    if not float(value).is_integer() or not lo <= value <= hi or int(value) % step:
+    # the range first: an int too large for a float (10**400) must not reach float()
+    if not lo <= value <= hi or not float(value).is_integer() or int(value) % step:
         fail(space, field, value, expected)
     return int(value)
+
+
+def float_array(space: str, what: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array; text, ragged lists or objects raise the one-line error."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise PredNASError(f"{space} {what} must be an array of numbers, got {type(value).__name__}") from None
 
 
 def check_choice(space: str, field: str, value: Any, choices: Sequence[float]) -> float:
     """``value`` as a float that is one of ``choices``."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or float(value) not in choices:
+    if not ok or value not in choices:  # exact comparison: no float() of a huge int
         fail(space, field, value, f"one of {', '.join(f'{c:g}' for c in choices)}")
     return float(value)
 
@@ -57,7 +67,7 @@ def check_keys(space: str, data: Mapping[str, Any], allowed: Sequence[str]) -> N
     """Refuse unknown fields (a typo would otherwise be silently ignored)."""
     if not isinstance(data, Mapping):
         raise PredNASError(f"{space} architecture must be a JSON object, got {type(data).__name__}")
-    extra = sorted(set(data) - set(allowed))
+    extra = sorted(set(data) - set(allowed), key=str)  # keys of parsed YAML need not all be strings
     if extra:
         raise PredNASError(f"{space} architecture has unknown field {extra[0]!r}; "
                            f"expected fields: {', '.join(allowed)}")
@@ -70,6 +80,8 @@ def as_number(value: Any, integral: bool = True) -> Any:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         return value
+    if isinstance(value, (int, np.integer)) and (integral or abs(int(value)) > sys.float_info.max):
+        return int(value)  # exact; one too large for a float is left for the checks to name
     if not integral:
         return float(value)
     return int(value) if float(value).is_integer() else value

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from prednas.errors import PredNASError
+from prednas.spaces.fields import float_array
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
@@ -140,7 +141,7 @@ class NB201Space:
 
     def project(self, theta: np.ndarray) -> NB201Cell:
         """Argmax operation of each edge row."""
-        x = np.asarray(theta, dtype=np.float64)
+        x = float_array(self.name, "encoding", theta)
         if x.shape != self.param_shape or not np.all(np.isfinite(x)):
             raise PredNASError(
                 f"NB201 encoding must be a finite {self.param_shape[0]}x{self.param_shape[1]} matrix, "

@@ -53,6 +53,7 @@ from prednas.spaces.fields import (
     check_choice,
     check_int,
     check_keys,
+    float_array,
     get_list,
     ratio_unit,
     snap,
@@ -337,7 +338,7 @@ class YOLOXSpace:
 
     def project(self, theta: np.ndarray) -> YOLOXArch:
         """Round and clip every number into the search range; width slots beyond a part's depth are dropped."""
-        x = np.asarray(theta, dtype=np.float64).reshape(-1)
+        x = float_array(SPACE, "parameter", theta).reshape(-1)
         if x.shape != self.param_shape:
             raise PredNASError(f"{SPACE} parameter must have {self.param_shape[0]} numbers, got shape {x.shape}")
         x = np.where(np.isfinite(x), x, 0.0)
