@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -43,7 +44,9 @@ def _float(key: str, value: Any, low: float = -math.inf) -> float:
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < low:
+    # abs(value) <= max is False for NaN and inf, and compares an int too large for a float exactly
+    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= sys.float_info.max \
+            or value < low:
         bound = f" >= {low:g}" if low > -math.inf else ""
         raise PredNASError(f"{key} must be a finite number{bound}, got {value!r}")
     return float(value)
@@ -61,7 +64,7 @@ def _mapping(key: str, value: Any, allowed: tuple[str, ...] | None = None) -> di
     if not isinstance(value, Mapping):
         raise PredNASError(f"{key} must be a mapping, got {value!r}")
     if allowed is not None:
-        unknown = sorted(set(value) - set(allowed))
+        unknown = sorted(set(value) - set(allowed), key=str)  # YAML keys need not all be strings
         if unknown:
             raise PredNASError(f"unknown key {key}.{unknown[0]}; expected some of: {', '.join(allowed)}")
     return dict(value)
@@ -265,13 +268,17 @@ def spec_from_dict(data: Any, source: str = "config") -> SearchSpec:
         data = {}
     if not isinstance(data, Mapping):
         raise PredNASError(f"{source} must be a mapping of settings, got {type(data).__name__}")
-    unknown = sorted(set(data) - _FIELDS)
+    unknown = sorted(set(data) - _FIELDS, key=str)
     if unknown:
         raise PredNASError(f"unknown key {unknown[0]!r} in {source}; expected some of: {', '.join(sorted(_FIELDS))}")
     values = dict(data)
     cost = values.pop("cost", None)
     if cost is not None:
-        cost = CostTarget(**_mapping("cost", cost, ("metric", "target", "window")))
+        cost = _mapping("cost", cost, ("metric", "target", "window"))
+        missing = [key for key in ("metric", "target", "window") if key not in cost]
+        if missing:
+            raise PredNASError(f"cost.{missing[0]} is missing; expected cost: {{metric, target, window}}")
+        cost = CostTarget(**cost)
     resources = Resources(**_mapping("resources", values.pop("resources", None), tuple(Resources.__dataclass_fields__)))
     return SearchSpec(**values, cost=cost, resources=resources)
 
