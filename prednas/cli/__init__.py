@@ -29,11 +29,11 @@ class _Group(click.Group):
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
-        except click.UsageError as exc:
-            click.echo(f"error: {exc.format_message()}", err=True)
+        except click.UsageError as exc:  # click's own messages may span lines ("Choose from:\n\ta,\n\tb")
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
             sys.exit(2)
         except click.ClickException as exc:
-            click.echo(f"error: {exc.format_message()}", err=True)
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("aborted", err=True)
