@@ -118,3 +118,40 @@ def test_step_killed_halfway_through_its_shard_resumes_without_remeasuring(tmp_p
     assert metrics["reused"] == before and metrics["evaluated"] == spec.n - before
     trials = stored_trials(spec)
     assert len(trials) == spec.n and set(trials.values()) == {1}
+
+
+@pytest.fixture
+def claiming_evaluator() -> str:
+    """The NB201 table registered as an evaluator slow enough to claim architectures (2 s lease)."""
+    from prednas.evaluators import registry
+
+    registry.register_evaluator("nb201-claimed", "prednas.evaluators.nb201_table:NB201TableEvaluator",
+                                spaces=("nb201",), options=("dataset", "signal"), claim_ttl_s=2.0)
+    yield "nb201-claimed"
+    registry._ENTRIES.pop("nb201-claimed")
+
+
+def test_an_architecture_another_run_is_measuring_is_awaited_not_remeasured(
+        tmp_path: Path, tracking: str, calls: list[str], claiming_evaluator: str) -> None:
+    import threading
+
+    from prednas.pipeline.context import stage
+    from prednas.spaces import arch_id
+    from prednas.store import Triplet, open_store
+
+    spec = small_spec(tmp_path, "n=3", "shards=1", f"evaluator.name={claiming_evaluator}", tracking_uri=tracking)
+    preflight(spec)
+    context, (shard,) = steps.sample(spec, run_key="waiting")
+    st = stage(spec, "sample")
+    store = open_store(spec.store_uri)
+    busy, abandoned, _ = (st.space.from_dict(a) for a in steps.exchange.parse_shard(shard)[2])
+    for arch in (busy, abandoned):  # another run holds both leases
+        assert store.claim(spec.space, st.hash, arch_id(st.space, arch), "other-run", ttl_s=2.0)
+    other = Triplet.create(st.space, busy, st.config, st.evaluator.evaluate(st.space, busy), stage="sample",
+                           run_id="other-run")
+    calls.clear()
+    threading.Timer(0.5, store.put, args=(other,)).start()  # it finishes the first; the second's lease expires
+
+    triplets, metrics = steps.evaluate(context, shard)
+    assert triplets[0] == other and metrics["reused"] == 1 and metrics["evaluated"] == 2
+    assert str(busy) not in calls and str(abandoned) in calls
