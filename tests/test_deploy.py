@@ -193,3 +193,11 @@ def test_recurring_run_example_matches_the_cli(objects: list[dict[str, Any]]) ->
     assert args[0] == "schedule" and "--no-catchup" in args and options["max-concurrency"] == "1"
     assert check_cron(options["cron"]) == options["cron"]
     assert options["service-account"] in {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
+
+
+def test_every_source_folder_is_a_package_the_wheel_carries() -> None:
+    """setup.py lists packages by their __init__.py: a folder without one would be missing from the image."""
+    for folder in [ROOT / "prednas", ROOT / "components", ROOT / "pipelines"]:
+        for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+            if any(sub.glob("*.py")):
+                assert (sub / "__init__.py").exists(), f"{sub.relative_to(ROOT)} has modules but no __init__.py"
