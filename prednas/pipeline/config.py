@@ -322,6 +322,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise PredNASError(f"config file {file} not found") from None
     except OSError as exc:
         raise PredNASError(f"cannot read config file {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise PredNASError(f"config file {file} is not UTF-8 text; expected YAML") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
