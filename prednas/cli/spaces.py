@@ -60,7 +60,10 @@ def resolve_arch(space: Any, text: str) -> tuple[Any, int | None]:
         if not path.is_file():
             raise PredNASError(f"--arch {text!r}: expected a {space.name} preset ({', '.join(table)}), "
                                "a JSON object or a JSON file")
-        source = path.read_text()
+        try:
+            source = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PredNASError(f"--arch {text!r}: cannot read it as a JSON file ({exc})") from None
     try:
         data = json.loads(source)
     except ValueError as exc:
