@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ def load_triplets(path: str | Path, space: Any) -> list[Measured]:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise PredNASError(f"cannot read triplets file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise PredNASError(f"triplets file {path} is not UTF-8 text; expected JSON lines") from None
     out = [_parse_line(text, space, f"{path}:{n}") for n, text in enumerate(lines, 1)
            if text.strip() and not text.lstrip().startswith("#")]
     if len(out) < 2:
@@ -97,13 +100,17 @@ def _parse_line(text: str, space: Any, where: str) -> Measured:
     if data.get("space", space.name) != space.name:
         raise PredNASError(f"{where}: triplet of space {data['space']!r}, expected {space.name!r}")
     accuracy = data["accuracy"]
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
+    # abs(x) <= max is False for NaN and inf and compares an int too large for a float exactly
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not abs(accuracy) <= sys.float_info.max:
         raise PredNASError(f"{where}: accuracy = {accuracy!r}: expected a finite number")
     try:
         arch = space.from_dict(data["arch"])
     except PredNASError as exc:
         raise PredNASError(f"{where}: {exc}") from None
-    cost = dict(data.get("cost") or {})
+    cost = data.get("cost") or {}
+    if not isinstance(cost, dict):
+        raise PredNASError(f"{where}: cost = {cost!r}: expected an object of named numbers")
+    cost = dict(cost)
     if "latency_ms" in data:
         cost["latency_ms"] = data["latency_ms"]
     return Measured(arch, float(accuracy), cost)
@@ -118,7 +125,7 @@ def metric_values(space: Any, records: list[Measured], metric: str) -> np.ndarra
     values = []
     for i, r in enumerate(records):
         v = r.cost.get(metric)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= sys.float_info.max:
             raise PredNASError(f"triplet {i + 1} has {metric} = {v!r}: a latency predictor needs a positive "
                                f"'{metric}' on every line")
         values.append(float(v))
