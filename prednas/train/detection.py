@@ -268,10 +268,3 @@ def train_detector(model: nn.Module, train: CocoSplit, val: CocoSplit, recipe: D
     return DetectionResult(**result, resumed_from=start, wall_s=time.perf_counter() - started,
                            train_s=sum(h["seconds"] for h in trained), images=int(sum(h["images"] for h in trained)),
                            iterations=int(sum(h["iterations"] for h in trained)), history=list(run.history))
-
-
-def summarize(result: DetectionResult) -> dict[str, Any]:
-    """Metrics and throughput as one flat dict (for reports)."""
-    return {**result.metrics, "epochs": result.epochs, "iterations_per_s": result.iterations_per_s,
-            "images_per_s": result.images_per_s, "wall_s": result.wall_s, "skipped": result.skipped,
-            "resumed_from": result.resumed_from}
