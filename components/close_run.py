@@ -1,6 +1,7 @@
 """Exit handler: end the MLflow parent run as finished, failed or killed."""
 
 from kfp import dsl
+
 from prednas.components.image import IMAGE
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp import dsl, kubernetes
+
 from prednas.components import close_run, evaluate, fit_predictors, gradient_search, sample, select
 
 NAME = "prednas"

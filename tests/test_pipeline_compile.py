@@ -7,13 +7,13 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-import prednas.components as components
 import pytest
 import yaml
-from prednas.pipelines.prednas_pipeline import COMPILED, threads
 
+import prednas.components as components
 from prednas.pipeline.config import load_config
 from prednas.pipeline.remote import compile_package
+from prednas.pipelines.prednas_pipeline import COMPILED, threads
 
 STEPS = [components.sample, components.evaluate, components.fit_predictors, components.gradient_search,
          components.select, components.close_run]

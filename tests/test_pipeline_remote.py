@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from prednas.pipelines.prednas_pipeline import CLUSTER_STORE_URI, CLUSTER_TRACKING_URI
 
 from prednas.pipeline import remote
 from prednas.pipeline.config import load_config
+from prednas.pipelines.prednas_pipeline import CLUSTER_STORE_URI, CLUSTER_TRACKING_URI
 
 
 class FakeClient:

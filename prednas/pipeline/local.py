@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -88,18 +89,23 @@ class _LogTee:
 
 @contextlib.contextmanager
 def _environment(tmp: Path) -> Iterator[None]:
-    """Steps' temporary folders under ``tmp`` (kfp.local leaves one per task), ``print`` kept intact.
+    """Steps' temporary folders under ``tmp`` (kfp.local leaves one per task); ``print`` and logging kept intact.
 
-    kfp.local indents its steps' output by swapping ``builtins.print`` in each ParallelFor
-    thread; threads finishing out of order can leave an indenting ``print`` behind.
+    kfp.local swaps ``builtins.print`` and the root logger's handlers in each ParallelFor
+    thread and restores them when the thread ends; threads ending out of order can leave
+    another thread's indenting ``print`` or log handler (bound to our log file) behind.
     """
+    root = logging.getLogger()
     saved, saved_tempdir, saved_print = os.environ.get("TMPDIR"), tempfile.tempdir, builtins.print
+    saved_handlers, saved_level = root.handlers[:], root.level
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["TMPDIR"], tempfile.tempdir = str(tmp), str(tmp)
     try:
         yield
     finally:
         builtins.print = saved_print
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
         tempfile.tempdir = saved_tempdir
         if saved is None:
             os.environ.pop("TMPDIR", None)
@@ -111,6 +117,7 @@ def run_local(spec: SearchSpec, *, root: str | Path = "runs", run_key: str | Non
               on_task: Callable[[str, str], None] | None = None, check: bool = True) -> LocalRun:
     """Run the pipeline with kfp.local and return the ``select`` step's report (``check``: preflight first)."""
     from kfp import local
+
     from prednas.pipelines.prednas_pipeline import build_pipeline
 
     spec = resolve_embedded(spec, root)
