@@ -15,6 +15,7 @@ input and output options are masked), so a relaxed cell is always a mixture of r
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterator, Mapping
@@ -120,17 +121,12 @@ class NB201Space:
         return NB201Cell(tuple(OPS[i] for i in rng.integers(0, len(OPS), size=len(EDGES))))
 
     def encode(self, arch: NB201Cell) -> np.ndarray:
-        """The 8 x 7 one-hot operation matrix."""
-        x = np.zeros(self.encoding_shape, dtype=np.float32)
-        x[0, 0] = 1.0
-        x[-1, -1] = 1.0
-        for e, op in enumerate(arch.ops):
-            x[e + 1, 1 + OPS.index(op)] = 1.0
-        return x
+        """The 8 x 7 one-hot operation matrix (cached; read-only)."""
+        return _encode(arch.ops)
 
     def param(self, arch: NB201Cell) -> np.ndarray:
-        """Gradient-search start: the one-hot operation matrix."""
-        return self.encode(arch)
+        """Gradient-search start: the one-hot operation matrix (a writable copy)."""
+        return self.encode(arch).copy()
 
     def relax(self, theta: Any) -> Any:
         """Row-wise softmax over the valid options of each node."""
@@ -170,20 +166,7 @@ class NB201Space:
 
     def equivalence_key(self, arch: NB201Cell) -> str:
         """NB201's isomorphism key (``Structure.to_unique_str(consider_zero=True)``)."""
-        value = {0: "0"}
-        for dst in (1, 2, 3):
-            terms = []
-            for (src, to), op in zip(EDGES, arch.ops, strict=True):
-                if to != dst:
-                    continue
-                if op == "none" or value[src] == "#":
-                    terms.append("#")
-                elif op == "skip_connect":
-                    terms.append(value[src])
-                else:
-                    terms.append(f"({value[src]})@{op}")
-            value[dst] = "+".join(sorted(terms))
-        return value[3]
+        return _equivalence_key(arch.ops)
 
     def size(self) -> int:
         """5^6 = 15,625 cells."""
@@ -193,3 +176,32 @@ class NB201Space:
         """Every cell (not in NB201 index order: the table maps cells to indices)."""
         for ops in itertools.product(OPS, repeat=len(EDGES)):
             yield NB201Cell(ops)
+
+
+@functools.lru_cache(maxsize=len(OPS) ** len(EDGES))
+def _encode(ops: tuple[str, ...]) -> np.ndarray:
+    x = np.zeros((NUM_NODES, len(OPTIONS)), dtype=np.float32)
+    x[0, 0] = 1.0
+    x[-1, -1] = 1.0
+    for e, op in enumerate(ops):
+        x[e + 1, 1 + OPS.index(op)] = 1.0
+    x.flags.writeable = False
+    return x
+
+
+@functools.lru_cache(maxsize=len(OPS) ** len(EDGES))
+def _equivalence_key(ops: tuple[str, ...]) -> str:
+    value = {0: "0"}
+    for dst in (1, 2, 3):
+        terms = []
+        for (src, to), op in zip(EDGES, ops, strict=True):
+            if to != dst:
+                continue
+            if op == "none" or value[src] == "#":
+                terms.append("#")
+            elif op == "skip_connect":
+                terms.append(value[src])
+            else:
+                terms.append(f"({value[src]})@{op}")
+        value[dst] = "+".join(sorted(terms))
+    return value[3]
