@@ -64,12 +64,31 @@ def test_failed_search_closes_its_run_as_failed(tmp_path: Path, tracking: str) -
     from mlflow import MlflowClient
 
     spec = small_spec(tmp_path, "alphas=[0, 0.5]", "predictor.aux_target=latency_ms", tracking_uri=tracking)
-    with pytest.raises(PredNASError, match="aux_target 'latency_ms' is not among the measured costs"):
+    with pytest.raises(PredNASError, match="a latency predictor needs a positive 'latency_ms'"):
         run_inprocess(spec, run_key="doomed")
     client = MlflowClient(tracking)
     runs = client.search_runs([client.get_experiment_by_name(spec.experiment).experiment_id],
                               "tags.`prednas.run_key` = 'doomed'")
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_cost_constrained_search_fits_the_auxiliary_predictor_and_keeps_the_window(tmp_path: Path,
+                                                                                   tracking: str) -> None:
+    from prednas.pipeline.context import stage
+
+    spec = small_spec(tmp_path, "alphas=[0, 0.5]", "cost={metric: flops, target: 2.5e8, window: 6.0e7}",
+                      tracking_uri=tracking)
+    preflight(spec)
+    context, shards = steps.sample(spec, run_key="constrained")
+    sampled = [t for shard in shards for t in steps.evaluate(context, shard)[0]]
+    fit = steps.fit_predictors(context, sampled)
+    assert set(fit["versions"]) == {"accuracy", "flops"} and fit["aux"] is not None
+    assert fit["metrics"]["flops_heldout_kendall_tau"] > 0.5  # log-FLOPs ranked on 500 unseen cells
+    picks, _ = steps.search(context, fit["main"], fit["aux"], fit["training"])
+    space = stage(spec, "sample").space
+    in_pool = [space.from_dict(a) for a in picks["picks"][: picks["from_pool"]]]
+    assert in_pool and all(abs(space.cost(a)["flops"] - 2.5e8) <= 6.0e7 for a in in_pool)
+    steps.close(spec.tracking_uri, spec.experiment, "constrained", "SUCCEEDED")
 
 
 SLOW_EVALUATOR = """

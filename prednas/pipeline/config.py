@@ -28,6 +28,7 @@ FIT_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "huber_del
 GRADIENT_KEYS = ("starts", "steps", "lr", "lr_decay", "optimizer")
 PREDICTOR_KEYS = (*FIT_KEYS, "cv_folds", "aux_target")
 DEFAULT_FOLDS = 3  # cross-validation folds of the predictor fit
+AUX_TARGETS = ("flops", "macs", "params", "latency_ms")  # as prednas.search.constrained.METRICS
 
 
 def _int(key: str, value: Any, low: int, high: int = INT_LIMIT) -> int:
@@ -164,10 +165,10 @@ class SearchSpec:
                 entry, _ = evaluator_options(config)
                 check_space(entry, self.space)
         check_budget(space, self.n, self.k)
-        if self.cost is not None and self.cost.metric not in space.cost(space.sample(_fixed_rng())):
-            known = ", ".join(space.cost(space.sample(_fixed_rng())))
-            raise PredNASError(f"cost.metric {self.cost.metric!r} is not a cost of space {self.space!r}; "
-                               f"expected one of: {known}")
+        analytic = list(space.cost(space.sample(_fixed_rng())))
+        if self.cost is not None and self.cost.metric not in (*analytic, self.aux_target):
+            raise PredNASError(f"cost.metric {self.cost.metric!r} is neither a cost of space {self.space!r} "
+                               f"({', '.join(analytic)}) nor the measured predictor.aux_target {self.aux_target!r}")
         self._check_recipes()
 
     def _check_recipes(self) -> None:
@@ -180,7 +181,8 @@ class SearchSpec:
         folds = self.predictor.get("cv_folds", DEFAULT_FOLDS)
         if folds != 0:
             _int("predictor.cv_folds", folds, 2, self.n)
-        _text("predictor.aux_target", self.predictor.get("aux_target", "flops"), empty=False)
+        if self.aux_target not in AUX_TARGETS:
+            raise PredNASError(f"predictor.aux_target must be one of {', '.join(AUX_TARGETS)}, got {self.aux_target!r}")
         for key in ("starts", "steps"):
             if key in self.gradient:
                 _int(f"gradient.{key}", self.gradient[key], 1)
@@ -196,6 +198,17 @@ class SearchSpec:
 
         for config in self.stage_evaluators.values():
             build_evaluator(config)
+
+    @property
+    def aux_target(self) -> str:
+        """The cost the auxiliary predictor learns."""
+        return self.predictor.get("aux_target", "flops")
+
+    @property
+    def needs_aux(self) -> bool:
+        """Whether the auxiliary predictor is used: an alpha above 0, or a window on a measured cost."""
+        return any(self.alphas) or (self.cost is not None and self.cost.metric == self.aux_target
+                                    and self.aux_target == "latency_ms")
 
     @property
     def stage_evaluators(self) -> dict[str, dict[str, Any]]:

@@ -137,9 +137,9 @@ def fit_predictors(context: SearchContext, sampled: list[Triplet]) -> dict[str, 
     """Fit the main (and auxiliary) predictor on the sampled triplets and every other run's (warm start).
 
     Returns ``training`` (the triplets), ``main``/``aux`` (state bytes, aux None when not
-    fitted), ``metrics`` (cross-validated Kendall tau and RMSE) and ``versions``.
+    fitted), ``metrics`` (their quality: cross-validated Kendall tau and RMSE) and ``versions``.
     """
-    from prednas.pipeline.fitting import fit_with_cv, one_thread
+    from prednas.pipeline.fitting import fit_main_and_aux, one_thread
     from prednas.store.triplet import training_hash
 
     spec, run = context.spec, context.run
@@ -147,50 +147,46 @@ def fit_predictors(context: SearchContext, sampled: list[Triplet]) -> dict[str, 
     stored = [t for t in run.store().list(spec.space, st.hash)
               if t.run_id != context.parent_run_id or t.stage == "sample"]  # not our own top K of an earlier try
     training = [t for t in exchange.unique_by_key([*stored, *sampled]) if t.config_hash == st.hash]
-    targets = {"accuracy": np.array([t.accuracy for t in training])}
-    aux_target = spec.predictor.get("aux_target", "flops")
-    if any(spec.alphas):
-        targets[aux_target] = np.array([_cost(t, aux_target) for t in training])
-    x = np.stack([st.space.encode(st.space.from_dict(t.arch)) for t in training])
+    aux_metric = spec.aux_target if spec.needs_aux else None
     tracker = run.tracker()
     digest = tracker.log_training_set(context.parent_run_id, training)
-    fitted, metrics, versions = {}, {}, {}
-    for target, y in targets.items():
-        with one_thread():
-            predictor, quality = fit_with_cv(st.space, x, y, spec.predictor, seed=exchange.seed_for(spec.seed, "fit"),
-                                             cv_seed=exchange.seed_for(spec.seed, "cv"))
-        fitted[target] = predictor.state_bytes()
-        metrics.update({f"{target}_{k}": v for k, v in quality.items()})
-        versions[target] = tracker.log_predictor(context.parent_run_id, fitted[target], space=spec.space,
-                                                 target=target, training_hash=digest, metrics=quality)
+    with one_thread():
+        main, aux, quality = fit_main_and_aux(
+            st.space, [st.space.from_dict(t.arch) for t in training], np.array([t.accuracy for t in training]),
+            [t.cost for t in training], spec.predictor, aux_metric=aux_metric,
+            seed=exchange.seed_for(spec.seed, "fit"), cv_seed=exchange.seed_for(spec.seed, "cv"))
+    fitted = {"accuracy": main.state_bytes(), **({aux_metric: aux.state_bytes()} if aux is not None else {})}
+    versions = {target: tracker.log_predictor(context.parent_run_id, state, space=spec.space, target=target,
+                                              training_hash=digest, metrics=quality[target])
+                for target, state in fitted.items()}
     assert digest == training_hash(training)
-    return {"training": training, "main": fitted["accuracy"], "aux": fitted.get(aux_target),
+    metrics = {f"{target}_{k}": v for target, q in quality.items() for k, v in q.items()}
+    return {"training": training, "main": fitted["accuracy"], "aux": fitted.get(aux_metric or ""),
             "metrics": {**metrics, "training_size": float(len(training))}, "versions": versions}
-
-
-def _cost(triplet: Triplet, name: str) -> float:
-    if name not in triplet.cost:
-        raise PredNASError(f"aux_target {name!r} is not among the measured costs {sorted(triplet.cost)}")
-    return triplet.cost[name]
 
 
 def search(context: SearchContext, main: bytes, aux: bytes | None, training: list[Triplet]) -> tuple[dict, list[str]]:
     """Algorithm 1 over the alpha grid; returns the ranked pool and the top-K shards."""
     from prednas.pipeline.fitting import one_thread
     from prednas.predictors.fit import Predictor
+    from prednas.search.constrained import ConstrainedConfig, constrained_search
     from prednas.search.gradient import CostWindow, GradientConfig, alpha_grid_search
 
     spec = context.spec
     st = stage(spec, "sample")
     main_p = Predictor.from_bytes(st.space, main)
     aux_p = Predictor.from_bytes(st.space, aux) if aux else None
-    if any(spec.alphas) and aux_p is None:
-        raise PredNASError("alphas are non-zero but the fit step produced no auxiliary predictor")
-    window = CostWindow(spec.cost.metric, spec.cost.target, spec.cost.window) if spec.cost else None
+    if spec.needs_aux and aux_p is None:
+        raise PredNASError("the search needs the auxiliary predictor but the fit step produced none")
     config = GradientConfig(**spec.gradient)
+    rng = exchange.rng_for(spec.seed, "search")
     with one_thread():
-        pool = alpha_grid_search(st.space, main_p, aux_p, list(spec.alphas), rng=exchange.rng_for(spec.seed, "search"),
-                                 config=config, window=window)
+        if spec.cost is None:
+            pool = alpha_grid_search(st.space, main_p, aux_p, list(spec.alphas), rng=rng, config=config)
+        else:  # a latency window is judged by the auxiliary predictor, an analytic one by the cost model
+            window = CostWindow(spec.cost.metric, spec.cost.target, spec.cost.window)
+            pool = constrained_search(st.space, main_p, aux_p, window, rng=rng, aux_metric=spec.aux_target,
+                                      config=ConstrainedConfig(gradient=config, alphas=spec.alphas))
     known = _keys(st.space, [t.arch for t in training])
     picks = _unseen(st.space, known, pool.archs)[: spec.k]
     topped = _draw_unseen(st.space, known | {st.space.equivalence_key(a) for a in picks},
