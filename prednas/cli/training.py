@@ -71,10 +71,12 @@ def _common(command: Any) -> Any:
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True)
 @click.option("--resolution", type=int, default=None, help="Training resolution (default: the images' own).")
 @click.option("--fraction", type=float, default=1.0, show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Random crop and flip.")
 @click.option("--device", default="auto", show_default=True)
 def bench_classifier(data: str, seed: int, threads: int | None, json_path: Path | None, epochs: int,
                      batch_size: int, lr: float, warmup: float, warmup_factor: float, label_smoothing: float,
-                     weight_decay: float, resolution: int | None, fraction: float, device: str) -> None:
+                     weight_decay: float, resolution: int | None, fraction: float, augment: bool,
+                     device: str) -> None:
     """RegNetX-200MF-shaped AnyNet trained on an .npz dataset: epoch time, images/s, top-1."""
     from rich.console import Console
 
@@ -83,7 +85,8 @@ def bench_classifier(data: str, seed: int, threads: int | None, json_path: Path 
 
     _threads(threads)
     recipe = _recipe(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup, warmup_factor=warmup_factor,
-                     label_smoothing=label_smoothing, weight_decay=weight_decay, resolution=resolution, seed=seed)
+                     label_smoothing=label_smoothing, weight_decay=weight_decay, resolution=resolution, seed=seed,
+                     augment=augment)
     report = classifier(data, recipe, Runtime(device=device), fraction=fraction, on_epoch=_epoch_line)
     console = Console()
     console.print(f"RegNetX-200MF-shaped AnyNet {report['arch']['widths']} | {report['params']:,} params | "
