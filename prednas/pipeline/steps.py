@@ -13,8 +13,9 @@ evaluator config. A rerun of the same run (same run key, e.g. a KFP retry) re-pl
 same architectures and reuses what it stored; a new run skips everything other runs
 measured and fits its predictors on it too (warm start).
 
-Deviations from the paper: the auxiliary predictor is fitted only when some alpha is
-non-zero (with alpha = 0 it does not enter Eq. 3); a pool shorter than K is topped up with
+Deviations from the paper: the auxiliary predictor is fitted only when it is used (an
+alpha above 0, or a window on a measured latency), on the log of its cost as in
+``prednas.search.constrained``; a pool shorter than K is topped up with
 random unseen architectures (as ``prednas.search.methods.run_prednas_paper`` does); the
 final choice is the best measured architecture the search knows (this run's and the warm
 start's when both stages share one evaluator config, else the top K), as in Table II.
