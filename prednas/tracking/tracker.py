@@ -166,7 +166,9 @@ class Tracker:
 
         try:
             run = self.client.get_run(run_id)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise  # the server is down or failing: the caller's _errors says so, not "no such run"
             raise PredNASError(f"{what} {run_id!r} names no run at {redact(self.tracking_uri)}") from None
         if run.info.lifecycle_stage != "active":
             raise PredNASError(f"{what} {run_id!r} is a deleted run")
