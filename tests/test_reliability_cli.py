@@ -143,6 +143,7 @@ VALUE_CASES: list[list[str]] = [
     ["bench", "nb201", "--json", "missing/nb201.json", "--repeats", "1"],
     ["bench", "nb201-ablation", "--dataset", "mnist", "--repeats", "1"],
     ["bench", "pipeline-overhead", "--set", "n=1"],
+    ["bench", "reliability", "--json", "missing/reliability.json"],
     ["bench", "pipeline-overhead", "--json", "missing/overhead.json", "--set", "n=1"],
     ["bench", "size-search", "--targets", "400X", "--repeats", "1"],
     ["bench", "cost-throughput", "--archs", "0"],

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "prednas.cli.overhead",
     "prednas.cli.training",
     "prednas.cli.spaces",
+    "prednas.cli.reliability",
 )
 
 
