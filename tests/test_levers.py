@@ -41,8 +41,8 @@ def test_ensemble_mean_and_ucb(space):
 
 
 def test_pretrained_state_ranks_by_cost(space):
-    state = pretrained_state(space, 300, 5)
-    assert pretrained_state(space, 300, 5) is state  # cached
+    state = pretrained_state(space, 2000, 20)
+    assert pretrained_state(space, 2000, 20) is state  # cached
     rng = np.random.default_rng(0)
     cells = [space.sample(rng) for _ in range(40)]
     predictor = fit_predictor(
