@@ -92,8 +92,10 @@ def kill_rows(bench: Bench, runs: int, rng: np.random.Generator) -> list[dict[st
         children.append(faults.children(work))
     rows = []
     for target, fault in KILLS.items():
-        hits = sum(step.startswith(target) for step in landed[target])
-        notes = f"landed in the step {hits}/{runs}; MLflow children (total, distinct): {children}"
+        missed = [step for step in landed[target] if not step.startswith(target)]
+        elsewhere = f" (the others in: {', '.join(missed)})" if missed else ""
+        notes = (f"landed in the step {runs - len(missed)}/{runs}{elsewhere}; MLflow children (total, distinct): "
+                 f"{children}")
         rows.append(_row(fault, runs, runs * bench.size, stored, duplicates, all(same), notes))
     return rows
 
