@@ -66,7 +66,7 @@ def test_sigkill_in_every_kind_of_step_resumes_to_the_uninterrupted_result(tmp_p
     assert len(ours) == spec.n + spec.k == len({(t.arch_id, t.stage) for t in ours})  # none lost, none twice
     assert len(_store_trials(work)) == spec.n + spec.k and open_store(spec.store_uri).verify() == []
     assert faults.children(work) == (spec.n + spec.k, spec.n + spec.k)  # MLflow: one child each, none twice
-    calls = (work / "calls").read_text().split()
+    calls = faults.calls(work)
     assert len(calls) >= spec.n + spec.k
     assert len(calls) - len(set(calls)) <= 2  # at most the evaluations the two evaluate kills interrupted
 
@@ -85,7 +85,7 @@ def _concurrent(tmp_path: Path, template: Path, store: str, claim_ttl_s: float,
     procs = [faults.spawn(w) for w in works]
     for proc, work in zip(procs, works, strict=True):
         assert proc.wait(600) == 0, (work / "log").read_text()[-2000:]
-    calls = [c for w in works for c in (w / "calls").read_text().split()]
+    calls = [c for w in works for c in faults.calls(w)]
     return works, _store_trials(works[0]), calls
 
 

@@ -198,6 +198,12 @@ def progress(work: Path) -> list[tuple[float, str, str]]:
     return [(float(t), event, step) for t, event, step in (line.split(" ", 2) for line in lines)]
 
 
+def calls(work: Path) -> list[str]:
+    """Keys of the evaluations this search ran itself (none when another run measured everything)."""
+    path = work / "calls"
+    return path.read_text().split() if path.exists() else []
+
+
 def step_seconds(work: Path) -> dict[str, float]:
     """How long each finished step took."""
     started, took = {}, {}

@@ -151,7 +151,7 @@ def concurrent_row(bench: Bench, claims: bool) -> dict[str, Any]:
     codes = [p.wait(600) for p in procs]
     if any(codes):
         raise RuntimeError(f"a concurrent run failed: see {works[codes.index(next(c for c in codes if c))]}/log")
-    calls = sum(len((w / "calls").read_text().split()) for w in works if (w / "calls").exists())
+    calls = sum(len(faults.calls(w)) for w in works)
     spec = load_config(works[0] / "spec.yaml")
     opened = open_store(store)
     hashes = {stage(spec, s).hash for s in ("sample", "top-k")}
