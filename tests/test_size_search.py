@@ -23,6 +23,7 @@ from prednas.search.constrained import (
     parse_delta,
     parse_quantity,
     random_shooting,
+    window_penalty,
 )
 from prednas.search.gradient import CostWindow, GradientConfig
 from prednas.spaces import get_space
@@ -117,6 +118,41 @@ def test_gradient_pool_lies_in_the_window_sorted_and_seeded(anynet, fitted):
     assert all(anynet.cost(a) == c for a, c in zip(pool.archs, pool.costs, strict=True))
     assert np.all(np.diff(pool.scores) <= 0)
     assert pool.stats["evaluations"] == 3 * 16 * 30
+
+
+def _value(term, enc) -> float:
+    with torch.no_grad():
+        return float(term(enc)[0])
+
+
+def test_window_penalty_is_zero_inside_and_the_log_distance_outside(anynet, fitted):
+    records, _, aux = fitted
+    arch = records[0].arch
+    enc = torch.tensor(anynet.encode(arch)[None], dtype=torch.float32)
+    predicted = float(np.exp(aux.predict_archs([arch])[0]))
+    inside = window_penalty(aux, CostWindow("macs", predicted, 0.1 * predicted), "macs")
+    assert _value(inside, enc) == 0.0
+    above = window_penalty(aux, CostWindow("macs", 2.5 * predicted, 0.5 * predicted), "macs")
+    assert _value(above, enc) == pytest.approx(np.log(2.0) / aux.std, rel=1e-4)
+    below = window_penalty(aux, CostWindow("macs", 0.25 * predicted, 0.05 * predicted), "macs")
+    assert _value(below, enc) == pytest.approx(np.log(1 / 0.3) / aux.std, rel=1e-4)
+    as_flops = window_penalty(aux, CostWindow("flops", 2 * predicted, 0.2 * predicted), "macs")
+    assert _value(as_flops, enc) == 0.0  # FLOPs = 2 x MACs
+    with pytest.raises(PredNASError, match="penalty 'window' on params needs the auxiliary predictor on params"):
+        window_penalty(aux, CostWindow("params", 5e6, 5e5), "macs")
+
+
+def test_both_penalties_search_and_unknown_ones_are_refused(anynet, fitted):
+    _, main, aux = fitted
+    window = CostWindow("macs", 1.6e9, 0.16e9)
+    pools = {penalty: constrained_search(anynet, main, aux, window, rng=np.random.default_rng(5), aux_metric="macs",
+                                         config=ConstrainedConfig(SMALL.gradient, SMALL.alphas, penalty))
+             for penalty in ("window", "linear")}
+    assert all(len(p) > 0 and all(window.contains(c) for c in p.costs) for p in pools.values())
+    assert pools["window"].archs != pools["linear"].archs
+    with pytest.raises(PredNASError, match="unknown penalty 'hinge'; expected one of: window, linear"):
+        constrained_search(anynet, main, aux, window, rng=np.random.default_rng(5), aux_metric="macs",
+                           config=ConstrainedConfig(SMALL.gradient, SMALL.alphas, "hinge"))
 
 
 class _Spy(AnyNetSpace):

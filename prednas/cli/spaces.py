@@ -161,6 +161,8 @@ def _alphas(text: str) -> tuple[float, ...]:
 @click.option("--starts", type=click.IntRange(min=1), default=100, show_default=True, help="T_max random starts.")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="t_max steps.")
 @click.option("--alphas", default="0,0.05,0.1,0.2,0.5,1,2", show_default=True, help="Alpha grid.")
+@click.option("--penalty", type=click.Choice(("window", "linear")), default="window", show_default=True,
+              help="Cost term alpha weighs: distance outside the window, or the paper's predicted cost.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Predictor epochs.")
 @click.option("--aux-samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Random architectures added to an analytic auxiliary predictor's training set.")
@@ -169,8 +171,8 @@ def _alphas(text: str) -> tuple[float, ...]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the whole pool as JSON.")
 def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: str | None, seed: int, starts: int,
-           steps: int, alphas: str, epochs: int, aux_samples: int, input_size: int | None, num_classes: int | None,
-           json_path: Path | None, **targets: str | None) -> None:
+           steps: int, alphas: str, penalty: str, epochs: int, aux_samples: int, input_size: int | None,
+           num_classes: int | None, json_path: Path | None, **targets: str | None) -> None:
     """Algorithm 1 under a cost target: fit the MLPs on the triplets, search an alpha grid, print the pool."""
     import numpy as np
 
@@ -184,7 +186,7 @@ def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: 
     aux_metric = aux_metric or metric
     main, aux = fit_predictors(space, records, aux_metric=aux_metric, seed=seed, config=FitConfig(epochs=epochs),
                                aux_samples=aux_samples)
-    config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps), _alphas(alphas))
+    config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps), _alphas(alphas), penalty)
     window = CostWindow(metric, target, half)
     pool = constrained_search(space, main, aux, window, rng=np.random.default_rng(seed), config=config,
                               aux_metric=aux_metric)

@@ -25,7 +25,7 @@ from prednas.errors import PredNASError
 
 INT_LIMIT = 100_000
 FIT_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "huber_delta")
-GRADIENT_KEYS = ("starts", "steps", "lr", "lr_decay", "optimizer")
+GRADIENT_KEYS = ("starts", "steps", "lr", "lr_decay", "optimizer", "penalty")
 PREDICTOR_KEYS = (*FIT_KEYS, "cv_folds", "aux_target")
 DEFAULT_FOLDS = 3  # cross-validation folds of the predictor fit
 AUX_TARGETS = ("flops", "macs", "params", "latency_ms")  # as prednas.search.constrained.METRICS
@@ -191,6 +191,19 @@ class SearchSpec:
                 _float(f"gradient.{key}", self.gradient[key], 0.0)
         if self.gradient.get("optimizer", "adam") not in ("adam", "sgd"):
             raise PredNASError(f"gradient.optimizer must be adam or sgd, got {self.gradient['optimizer']!r}")
+        self._check_penalty()
+
+    def _check_penalty(self) -> None:
+        from prednas.search.constrained import PENALTIES
+
+        penalty = self.gradient.get("penalty", "window")
+        if penalty not in PENALTIES:
+            raise PredNASError(f"gradient.penalty must be one of {', '.join(PENALTIES)}, got {penalty!r}")
+        metric, aux = (self.cost.metric if self.cost else ""), self.aux_target
+        if (penalty == "window" and self.cost is not None and any(self.alphas) and metric != aux
+                and {metric, aux} != {"macs", "flops"}):
+            raise PredNASError(f"gradient.penalty 'window' on cost.metric {metric!r} needs predictor.aux_target "
+                               f"{metric!r} (got {aux!r}), or gradient.penalty 'linear' (the paper's term)")
 
     def check_evaluators(self) -> None:
         """Build each stage's evaluator once, so a bad option or data path fails before any step runs."""

@@ -179,7 +179,9 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, training: lis
     aux_p = Predictor.from_bytes(st.space, aux) if aux else None
     if spec.needs_aux and aux_p is None:
         raise PredNASError("the search needs the auxiliary predictor but the fit step produced none")
-    config = GradientConfig(**spec.gradient)
+    options = dict(spec.gradient)
+    penalty = options.pop("penalty", "window")
+    config = GradientConfig(**options)
     rng = exchange.rng_for(spec.seed, "search")
     with one_thread():
         if spec.cost is None:
@@ -187,7 +189,7 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, training: lis
         else:  # a latency window is judged by the auxiliary predictor, an analytic one by the cost model
             window = CostWindow(spec.cost.metric, spec.cost.target, spec.cost.window)
             pool = constrained_search(st.space, main_p, aux_p, window, rng=rng, aux_metric=spec.aux_target,
-                                      config=ConstrainedConfig(gradient=config, alphas=spec.alphas))
+                                      config=ConstrainedConfig(gradient=config, alphas=spec.alphas, penalty=penalty))
     known = _keys(st.space, [t.arch for t in training])
     picks = _unseen(st.space, known, pool.archs)[: spec.k]
     topped = _draw_unseen(st.space, known | {st.space.equivalence_key(a) for a in picks},
