@@ -77,6 +77,19 @@ def test_config_holds_what_changes_the_numbers(npz: str) -> None:
     assert config_hash(make_evaluator(on_gpu).config()) == config_hash(base)
 
 
+def test_a_step_given_an_accelerator_trains_on_cuda_only_where_cuda_is(npz: str, caplog) -> None:
+    from prednas.pipeline.context import build_evaluator
+
+    config = {k: v for k, v in classification_config(npz).items() if k != "device"}
+    assert build_evaluator(config, "nvidia.com/gpu", cuda=True).runtime.device == "cuda"
+    with caplog.at_level("WARNING"):
+        assert build_evaluator(config, "nvidia.com/gpu", cuda=False).runtime.device == "auto"
+    assert "requested nvidia.com/gpu but CUDA is not available" in caplog.text
+    assert build_evaluator(config, "").runtime.device == "auto"
+    pinned = {**config, "device": "cuda"}  # the config's own device wins, so a missing GPU stays an error
+    assert build_evaluator(pinned, "nvidia.com/gpu", cuda=False).runtime.device == "cuda"
+
+
 def test_space_has_the_data_classes_and_the_training_resolution(npz: str) -> None:
     space = make_evaluator(classification_config(npz, resolution=32)).space
     assert space.name == "anynet" and space.num_classes == 3 and space.input_size == 32

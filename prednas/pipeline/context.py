@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from prednas.errors import PredNASError
 from prednas.evaluators.base import config_hash
 from prednas.pipeline.config import SearchSpec
 from prednas.pipeline.exchange import RunRef
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,28 @@ class SearchContext:
         return RunRef(self.spec.store_uri, self.spec.tracking_uri, self.spec.experiment, self.parent_run_id)
 
 
-def build_evaluator(config: dict[str, Any], accelerator: str = "") -> Any:
-    """The evaluator of a config; on an accelerator it is given ``device="cuda"`` unless set."""
+def build_evaluator(config: dict[str, Any], accelerator: str = "", *, cuda: bool | None = None) -> Any:
+    """The evaluator of a config; a step given an accelerator that CUDA sees trains there.
+
+    The config's own ``device`` wins. Without one, a step that requested an accelerator
+    runs on ``cuda`` when CUDA is available and on the CPU with a warning when it is not:
+    the local runner ignores resource requests, and a node whose GPU is not visible should
+    still finish its shard (slower) rather than fail it. ``device: cuda`` in the config
+    makes a missing GPU an error instead.
+    """
     from prednas.evaluators.registry import evaluator_options
 
     entry, options = evaluator_options(config)
     factory = entry.factory()
     if accelerator and "device" not in options and "device" in inspect.signature(factory).parameters:
-        options["device"] = "cuda"
+        if cuda is None:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        if cuda:
+            options["device"] = "cuda"
+        else:
+            log.warning("the step requested %s but CUDA is not available: training on the CPU", accelerator)
     return factory(**options)
 
 
