@@ -11,5 +11,6 @@ from prednas.components.gradient_search import gradient_search
 from prednas.components.image import IMAGE
 from prednas.components.sample import sample
 from prednas.components.select import select
+from prednas.components.select_final import select_final
 
-__all__ = ["IMAGE", "close_run", "evaluate", "fit_predictors", "gradient_search", "sample", "select"]
+__all__ = ["IMAGE", "close_run", "evaluate", "fit_predictors", "gradient_search", "sample", "select", "select_final"]

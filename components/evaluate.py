@@ -1,4 +1,4 @@
-"""Steps 2 and 5: measure one shard of architectures (sample stage or top-K stage)."""
+"""Steps 2, 5 and 7: measure one shard of architectures (sample, top-K or final stage)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output

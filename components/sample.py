@@ -7,7 +7,8 @@ from prednas.components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def sample(space: str, evaluator: dict, topk_evaluator: dict, n: int, k: int, seed: int, predictor: dict,
+def sample(space: str, evaluator: dict, topk_evaluator: dict, final_m: int, final_evaluator: dict, n: int, k: int,
+           seed: int, predictor: dict,
            gradient: dict, alphas: list, cost_metric: str, cost_target: float, cost_window: float, shards: int,
            tracking_uri: str, experiment: str, store_uri: str, run_name: str, accelerator: str,
            accelerator_count: int, run_key: str, job_id: str,
@@ -23,7 +24,8 @@ def sample(space: str, evaluator: dict, topk_evaluator: dict, n: int, k: int, se
     from prednas.pipeline.config import SearchSpec
 
     spec = SearchSpec.from_arguments(dict(
-        space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, n=n, k=k, seed=seed, predictor=predictor,
+        space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, final_m=final_m,
+        final_evaluator=final_evaluator, n=n, k=k, seed=seed, predictor=predictor,
         gradient=gradient, alphas=alphas, cost_metric=cost_metric, cost_target=cost_target, cost_window=cost_window,
         shards=shards, tracking_uri=tracking_uri, experiment=experiment, store_uri=store_uri, run_name=run_name,
         accelerator=accelerator, accelerator_count=accelerator_count))

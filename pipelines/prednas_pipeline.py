@@ -6,6 +6,10 @@
     search:
       sample -> ParallelFor(shards) evaluate -> Collected -> fit_predictors -> gradient_search
              -> ParallelFor(top-K shards) evaluate -> Collected -> select
+             -> If(final_m > 0): ParallelFor(final shards) evaluate -> Collected -> select_final
+
+The optional final stage retrains the best ``final_m`` architectures (by the search
+signal) with ``final_evaluator`` and names the best by that result.
 
 Run-time parameters are the search itself (see ``SearchSpec.to_arguments``); ``build_pipeline``
 takes what Kubeflow fixes at compile time: the fan-out limit, retries and resource
@@ -23,7 +27,7 @@ from typing import Any
 
 from kfp import dsl, kubernetes
 
-from prednas.components import close_run, evaluate, fit_predictors, gradient_search, sample, select
+from prednas.components import close_run, evaluate, fit_predictors, gradient_search, sample, select, select_final
 
 NAME = "prednas"
 DESCRIPTION = "PredNAS: predictor-based neural architecture search (Yuan, Huang and Wang)"
@@ -73,7 +77,8 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
         return task.set_accelerator_type(accelerator).set_accelerator_limit(accelerator_count)
 
     def prednas(space: str = "nb201", evaluator: dict = EVALUATOR, topk_evaluator: dict = {},  # noqa: B006 - KFP defaults
-                n: int = 30, k: int = 40, seed: int = 0, predictor: dict = PREDICTOR,
+                final_m: int = 0, final_evaluator: dict = {}, n: int = 30,  # noqa: B006
+                k: int = 40, seed: int = 0, predictor: dict = PREDICTOR,
                 gradient: dict = GRADIENT, alphas: list = [0.0], cost_metric: str = "",  # noqa: B006
                 cost_target: float = 0.0, cost_window: float = 0.0, shards: int = 2,
                 tracking_uri: str = CLUSTER_TRACKING_URI, experiment: str = "prednas",
@@ -84,7 +89,8 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
         _step(closer, "close MLflow run", cpu, memory)
         with dsl.ExitHandler(closer, name="search"):
             drawn = _step(sample(
-                space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, n=n, k=k, seed=seed,
+                space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, final_m=final_m,
+                final_evaluator=final_evaluator, n=n, k=k, seed=seed,
                 predictor=predictor, gradient=gradient, alphas=alphas, cost_metric=cost_metric,
                 cost_target=cost_target, cost_window=cost_window, shards=shards, tracking_uri=tracking_uri,
                 experiment=experiment, store_uri=store_uri, run_name=run_name, accelerator=accelerator,
@@ -99,9 +105,17 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
                                              training=fitted.outputs["training"]), "gradient search", cpu, memory)
             with dsl.ParallelFor(searched.outputs["Output"], parallelism=parallelism) as shard:
                 retrained = measure(context, shard, accelerator, accelerator_count, "evaluate top-K shard")
-            _step(select(context=context, versions=fitted.outputs["Output"], training=fitted.outputs["training"],
-                         topk=dsl.Collected(retrained.outputs["triplets"]), pool=searched.outputs["pool"]),
-                  "select best", cpu, memory)
+            selected = _step(select(context=context, versions=fitted.outputs["Output"],
+                                    training=fitted.outputs["training"],
+                                    topk=dsl.Collected(retrained.outputs["triplets"]), pool=searched.outputs["pool"]),
+                             "select best", cpu, memory)
+            with dsl.If(final_m > 0, name="final-stage"):
+                with dsl.ParallelFor(selected.outputs["Output"], parallelism=parallelism) as shard:
+                    final = measure(context, shard, accelerator, accelerator_count, "evaluate final shard")
+                _step(select_final(context=context, selected=selected.outputs["report"],
+                                   finalists=selected.outputs["finalists"],
+                                   final=dsl.Collected(final.outputs["triplets"])), "select best by final result",
+                      cpu, memory)
 
     if defaults:
         _set_defaults(prednas, defaults)

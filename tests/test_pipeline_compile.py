@@ -16,7 +16,7 @@ from prednas.pipeline.remote import compile_package
 from prednas.pipelines.prednas_pipeline import COMPILED, threads
 
 STEPS = [components.sample, components.evaluate, components.fit_predictors, components.gradient_search,
-         components.select, components.close_run]
+         components.select, components.select_final, components.close_run]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -58,26 +58,27 @@ def _tasks(compiled: dict[str, Any]) -> dict[str, Any]:
             for name, task in spec.get("dag", {}).get("tasks", {}).items()}
 
 
-def test_two_parallel_for_fan_outs_inside_an_exit_handler(compiled: dict[str, Any]) -> None:
+def test_three_parallel_for_fan_outs_inside_an_exit_handler(compiled: dict[str, Any]) -> None:
     tasks = _tasks(compiled)
     loops = {name: t for name, t in tasks.items() if "parameterIterator" in t}
-    assert len(loops) == 2 and all(t["iteratorPolicy"]["parallelismLimit"] == 2 for t in loops.values())
+    assert len(loops) == 3 and all(t["iteratorPolicy"]["parallelismLimit"] == 2 for t in loops.values())
     exit_task = tasks["root/close-run"]
     assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
-    collected = [t for t in tasks.values() if t["componentRef"]["name"] in ("comp-fit-predictors", "comp-select")]
-    assert len(collected) == 2
+    collected = [t for t in tasks.values()
+                 if t["componentRef"]["name"] in ("comp-fit-predictors", "comp-select", "comp-select-final")]
+    assert len(collected) == 3
 
 
 def test_retries_resources_and_accelerator(compiled: dict[str, Any]) -> None:
     tasks = _tasks(compiled)
     evaluates = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-evaluate")]
-    assert len(evaluates) == 2
+    assert len(evaluates) == 3
     assert all(t["retryPolicy"]["maxRetryCount"] == 2 for t in evaluates)
     for name, executor in compiled["deploymentSpec"]["executors"].items():
         resources = executor["container"]["resources"]
         assert resources["resourceCpuRequest"] == "1" and resources["resourceMemoryRequest"] == "2Gi", name
         assert {"name": "OMP_NUM_THREADS", "value": "1"} in executor["container"]["env"]
-    for name in ("exec-evaluate", "exec-evaluate-2"):
+    for name in ("exec-evaluate", "exec-evaluate-2", "exec-evaluate-3"):
         accelerator = compiled["deploymentSpec"]["executors"][name]["container"]["resources"]["accelerator"]
         assert "pipelinechannel--accelerator" in accelerator["resourceType"]
         assert "pipelinechannel--accelerator_count" in accelerator["resourceCount"]

@@ -1,6 +1,7 @@
 """Search configs: YAML files validated on load into one frozen ``SearchSpec``.
 
-A config names the space, the evaluator (and optionally a longer top-K recipe), the
+A config names the space, the evaluator (optionally a longer top-K recipe, and an
+optional final stage that retrains the best ``final_m`` with its own recipe), the
 paper's budget N and K (Sec. III-D), the predictor recipe, Algorithm 1's knobs, the alpha
 grid and cost window of Eq. 2, how the work fans out, and where results go. Every bad
 value raises ``PredNASError`` with one line naming the key, the value and what was
@@ -119,6 +120,8 @@ class SearchSpec:
     space: str = "nb201"
     evaluator: dict[str, Any] = field(default_factory=lambda: {"name": "nb201-table", "dataset": "cifar100"})
     topk_evaluator: dict[str, Any] = field(default_factory=dict)
+    final_m: int = 0
+    final_evaluator: dict[str, Any] = field(default_factory=dict)
     n: int = 30
     k: int = 40
     seed: int = 0
@@ -146,6 +149,11 @@ class SearchSpec:
         set_(self, "retries", _int("retries", self.retries, 0, 10))
         set_(self, "evaluator", _number_like(_mapping("evaluator", self.evaluator)))
         set_(self, "topk_evaluator", _number_like(_mapping("topk_evaluator", self.topk_evaluator)))
+        set_(self, "final_evaluator", _number_like(_mapping("final_evaluator", self.final_evaluator)))
+        set_(self, "final_m", _int("final_m", self.final_m, 0, 1000))
+        if self.final_m > self.n + self.k:
+            raise PredNASError(f"final_m must be an integer in [0, {self.n + self.k}] (at most n + k), "
+                               f"got {self.final_m!r}")
         set_(self, "predictor", _number_like(_mapping("predictor", self.predictor, PREDICTOR_KEYS)))
         set_(self, "gradient", _number_like(_mapping("gradient", self.gradient, GRADIENT_KEYS)))
         set_(self, "alphas", _alphas(self.alphas))
@@ -160,7 +168,8 @@ class SearchSpec:
         from prednas.spaces import get_space
 
         space = get_space(self.space)
-        for key, config in (("evaluator", self.evaluator), ("topk_evaluator", self.topk_evaluator)):
+        for key, config in (("evaluator", self.evaluator), ("topk_evaluator", self.topk_evaluator),
+                            ("final_evaluator", self.final_evaluator)):
             if config or key == "evaluator":
                 entry, _ = evaluator_options(config)
                 check_space(entry, self.space)
@@ -225,8 +234,11 @@ class SearchSpec:
 
     @property
     def stage_evaluators(self) -> dict[str, dict[str, Any]]:
-        """The evaluator config of each stage: the top-K stage may use a longer recipe."""
-        return {"sample": self.evaluator, "top-k": self.topk_evaluator or self.evaluator}
+        """The evaluator config of each stage: the top-K stage may use a longer recipe, the final stage another."""
+        stages = {"sample": self.evaluator, "top-k": self.topk_evaluator or self.evaluator}
+        if self.final_m > 0:
+            stages["final"] = self.final_evaluator or stages["top-k"]
+        return stages
 
     @property
     def trains(self) -> bool:
@@ -246,6 +258,7 @@ class SearchSpec:
         cost = self.cost or CostTarget("none", 0.0, 0.0)
         return {
             "space": self.space, "evaluator": self.evaluator, "topk_evaluator": self.topk_evaluator,
+            "final_m": self.final_m, "final_evaluator": self.final_evaluator,
             "n": self.n, "k": self.k, "seed": self.seed, "predictor": self.predictor, "gradient": self.gradient,
             "alphas": list(self.alphas), "cost_metric": cost.metric if self.cost else "",
             "cost_target": cost.target, "cost_window": cost.window, "shards": self.shards,

@@ -105,7 +105,11 @@ class Stage:
 
 
 def stage(spec: SearchSpec, name: str, accelerator: str = "") -> Stage:
-    """Build the evaluator, space and hashed config of the ``sample`` or ``top-k`` stage."""
+    """Build the evaluator, space and hashed config of the ``sample``, ``top-k`` or ``final`` stage.
+
+    The final stage's config carries ``stage: final``, so its trials are stored apart from
+    the top-K stage's even under the same recipe: a retrain, never a lookup of that result.
+    """
     evaluator = build_evaluator(spec.stage_evaluators[name], accelerator)
-    config = dict(evaluator.config())
+    config = {**evaluator.config(), **({"stage": "final"} if name == "final" else {})}
     return Stage(evaluator, space_of(spec.space, evaluator), config, config_hash(config))

@@ -18,7 +18,7 @@ from prednas.pipeline.config import SearchSpec
 
 
 def run_inprocess(spec: SearchSpec, *, run_key: str | None = None) -> dict[str, Any]:
-    """Run sample -> evaluate -> fit -> search -> evaluate top K -> select; returns the report."""
+    """Run sample -> evaluate -> fit -> search -> evaluate top K -> select [-> evaluate best m -> select_final]."""
     if not spec.tracking_uri or not spec.store_uri:
         raise PredNASError("tracking_uri and store_uri must be set; resolve_embedded() gives the local defaults")
     key = run_key or f"inprocess-{uuid.uuid4().hex[:12]}"
@@ -30,6 +30,10 @@ def run_inprocess(spec: SearchSpec, *, run_key: str | None = None) -> dict[str, 
         picks, topk_shards = steps.search(context, fit["main"], fit["aux"], fit["training"])
         topk = [t for shard in topk_shards for t in steps.evaluate(context, shard)[0]]
         result = reporting.select(context, fit["training"], topk, picks, fit["versions"])
+        finalists, final_shards = reporting.plan_final(context, fit["training"], topk)
+        if final_shards:
+            final = [t for shard in final_shards for t in steps.evaluate(context, shard)[0]]
+            result = reporting.select_final(context, result, finalists, final)
         state = "SUCCEEDED"
         return result
     finally:

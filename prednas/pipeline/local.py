@@ -115,7 +115,7 @@ def _environment(tmp: Path) -> Iterator[None]:
 
 def run_local(spec: SearchSpec, *, root: str | Path = "runs", run_key: str | None = None,
               on_task: Callable[[str, str], None] | None = None, check: bool = True) -> LocalRun:
-    """Run the pipeline with kfp.local and return the ``select`` step's report (``check``: preflight first)."""
+    """Run the pipeline with kfp.local and return the last select step's report (``check``: preflight first)."""
     from kfp import local
 
     from prednas.pipelines.prednas_pipeline import build_pipeline
@@ -145,7 +145,8 @@ def run_local(spec: SearchSpec, *, root: str | Path = "runs", run_key: str | Non
 
 
 def _report_path(outputs: Path) -> Path:
-    found = sorted(outputs.glob("*/select/report"))
+    """The last report: the final stage's when it ran (final_m > 0), else the select step's."""
+    found = sorted(outputs.glob("*/select-final/report")) or sorted(outputs.glob("*/select/report"))
     if len(found) != 1:
         raise PredNASError(f"expected one select report under {outputs}, found {len(found)}")
     return found[0]

@@ -1,4 +1,4 @@
-"""The final step: choose the best measured architecture, report it and close the loop in MLflow.
+"""The last steps: choose the best measured architecture, report it and close the loop in MLflow.
 
 Paper Sec. III-D: the top K of the pool are measured and "the best model" among them is the
 result; on NAS-Bench-201 (Table II) the answer is the best of all N + K queries. Here the
@@ -11,6 +11,11 @@ the search trajectory, accuracy vs cost with the Pareto front) and ``final/repor
 The main predictor version of this run becomes the registered model's ``champion`` when
 its result beats the best recorded for the same evaluator config (kept in the triplet
 store at ``artifacts/champions/{space}/{config_hash}.json``).
+
+With ``final_m`` > 0, ``plan_final`` picks the best m distinct architectures by the search
+signal for the final stage (retrained with the final recipe) and ``select_final`` then
+names the best by its final result. The champion stays decided by the top-K stage, whose
+results the predictor proposed.
 """
 
 from __future__ import annotations
@@ -29,18 +34,28 @@ from prednas.store.triplet import Triplet
 TABLE_ROWS = 10
 
 
+def _candidates(spec: Any, training: list[Triplet], topk: list[Triplet]) -> tuple[list[Triplet], list[Triplet]]:
+    """The triplets ``select`` chooses among, and the sample stage's others (another recipe: not comparable)."""
+    if stage(spec, "sample").hash == stage(spec, "top-k").hash:
+        return exchange.unique_by_key([*training, *topk]), []
+    return exchange.unique_by_key(topk), exchange.unique_by_key(training)
+
+
+def _ranked(triplets: list[Triplet]) -> list[Triplet]:
+    """Best first by the measured signal; ties go to the earlier measurement (as ``select`` breaks them)."""
+    return sorted(triplets, key=lambda t: (-t.accuracy, t.created_at))
+
+
 def select(context: SearchContext, training: list[Triplet], topk: list[Triplet], picks: dict[str, Any],
            versions: dict[str, str]) -> dict[str, Any]:
     """The final choice, its metrics and figures logged on the parent run; returns the report."""
     spec = context.spec
-    same_recipe = stage(spec, "sample").hash == stage(spec, "top-k").hash
-    candidates = exchange.unique_by_key([*training, *topk] if same_recipe else topk)
+    candidates, _ = _candidates(spec, training, topk)
     if not candidates:
         raise PredNASError("no measured architecture to choose from; the evaluate steps produced nothing")
     best = max(candidates, key=lambda t: (t.accuracy, -t.created_at))
     ours = [t for t in exchange.unique_by_key([*training, *topk]) if t.run_id == context.parent_run_id]
-    metrics = {"best_accuracy": best.accuracy, **{f"best_{k}": v for k, v in best.cost.items()},
-               **{f"best_{k}": v for k, v in best.report.items()},
+    metrics = {**_best_metrics("best", _row(best)),
                "queries": float(len({t.arch_id + t.stage for t in ours})),
                "warm_start": float(len([t for t in training if t.run_id != context.parent_run_id])),
                "wall_time_s": time.time() - context.started_at, "pool_size": float(picks.get("pool_size", 0))}
@@ -54,6 +69,59 @@ def select(context: SearchContext, training: list[Triplet], topk: list[Triplet],
     report = _report(context, best, candidates, metrics, versions, champion)
     tracker.log_final(context.parent_run_id, metrics, _figures(spec, candidates, best, measured, predicted),
                       report=report)
+    return report
+
+
+def _best_metrics(prefix: str, row: dict[str, Any]) -> dict[str, float]:
+    """A report row's accuracy, costs and reported figures as ``{prefix}_{name}`` metrics."""
+    return {f"{prefix}_accuracy": row["accuracy"], **{f"{prefix}_{k}": v for k, v in row["cost"].items()},
+            **{f"{prefix}_{k}": v for k, v in row["report"].items()}}
+
+
+def plan_final(context: SearchContext, training: list[Triplet], topk: list[Triplet]) -> tuple[list[Triplet], list[str]]:
+    """The best ``final_m`` distinct architectures by the search signal, and the final stage's shards.
+
+    Ranked as ``select`` ranks its candidates; when the top-K stage has its own recipe the
+    sample stage's results (not comparable with it) follow the top K. Nothing when final_m is 0.
+    """
+    spec = context.spec
+    if spec.final_m == 0:
+        return [], []
+    candidates, others = _candidates(spec, training, topk)
+    space = stage(spec, "sample").space
+    chosen, keys = [], set()
+    for t in [*_ranked(candidates), *_ranked(others)]:
+        key = space.equivalence_key(space.from_dict(t.arch))
+        if key not in keys and len(chosen) < spec.final_m:
+            keys.add(key)
+            chosen.append(t)
+    return chosen, exchange.make_shards("final", [t.arch for t in chosen], spec.shards)
+
+
+def select_final(context: SearchContext, selected: dict[str, Any], finalists: list[Triplet],
+                 final: list[Triplet]) -> dict[str, Any]:
+    """Name the best architecture by its final-stage result, log it on the parent run; returns the report.
+
+    The top-K stage's choice stays in the report (``topk_best``) and in the metrics
+    (``topk_best_*``); ``best_*`` now describe the final stage's best.
+    """
+    measured = _ranked(exchange.unique_by_key(t for t in final if t.stage == "final"))
+    if not measured:
+        raise PredNASError(f"the final stage measured nothing; expected final_m={context.spec.final_m} results")
+    best, signal = measured[0], {t.arch_id: t.accuracy for t in finalists}
+    kept = {k: v for k, v in selected["metrics"].items() if not k.startswith("best_")}
+    metrics = {**kept, **_best_metrics("topk_best", selected["best"]), **_best_metrics("best", _row(best)),
+               "final_queries": float(len([t for t in measured if t.run_id == context.parent_run_id])),
+               "wall_time_s": time.time() - context.started_at}
+    pairs = [(signal[t.arch_id], t.accuracy) for t in measured if t.arch_id in signal]
+    if len(pairs) >= 2:
+        from prednas.predictors.fit import kendall_tau
+
+        metrics["final_kendall_tau"] = kendall_tau(*(np.array(column) for column in zip(*pairs, strict=True)))
+    report = {**selected, "best": _row(best), "evaluator": best.evaluator, "topk_best": selected["best"],
+              "topk_evaluator": selected["evaluator"], "metrics": metrics,
+              "final_table": [{**_row(t), "signal": signal.get(t.arch_id)} for t in measured]}
+    context.run.tracker().log_final(context.parent_run_id, metrics, report=report)
     return report
 
 
@@ -99,7 +167,7 @@ def _report(context: SearchContext, best: Triplet, candidates: list[Triplet], me
             versions: dict[str, str], champion: bool) -> dict[str, Any]:
     from prednas.tracking.tracker import redact
 
-    ranked = sorted(candidates, key=lambda t: (-t.accuracy, t.created_at))[:TABLE_ROWS]
+    ranked = _ranked(candidates)[:TABLE_ROWS]
     return {"run_key": context.run_key, "parent_run_id": context.parent_run_id,
             "tracking_uri": redact(context.spec.tracking_uri), "experiment": context.spec.experiment,
             "store_uri": context.spec.store_uri, "space": context.spec.space, "evaluator": best.evaluator,
@@ -118,11 +186,21 @@ def markdown(report: dict[str, Any]) -> str:
     costs = sorted(best["cost"])
     extras = sorted(best["report"])
     head = ["#", "architecture", "stage", "accuracy", *extras, *costs]
-    lines = [f"**Best**: `{json.dumps(best['arch'], sort_keys=True)}`, accuracy {best['accuracy']:.4g}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, row in enumerate(report["table"], 1):
+    lines = [f"**Best**: `{json.dumps(best['arch'], sort_keys=True)}`, accuracy {best['accuracy']:.4g}"]
+    if "topk_best" in report:
+        choice = report["topk_best"]
+        lines += ["", f"**Top-K stage's choice**: `{json.dumps(choice['arch'], sort_keys=True)}`, accuracy "
+                      f"{choice['accuracy']:.4g}", "", "Final stage:",
+                  *_rows(report["final_table"], head, extras, costs), "", "Sample and top-K stages:"]
+    lines += ["", *_rows(report["table"], head, extras, costs)]
+    return "\n".join(lines) + "\n"
+
+
+def _rows(rows: list[dict[str, Any]], head: list[str], extras: list[str], costs: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, row in enumerate(rows, 1):
         cells = [str(i), f"`{json.dumps(row['arch'], sort_keys=True)}`", row["stage"], f"{row['accuracy']:.4g}",
                  *(f"{row['report'].get(k, float('nan')):.4g}" for k in extras),
                  *(f"{row['cost'].get(k, float('nan')):.4g}" for k in costs)]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -2,7 +2,9 @@
 
 ``sample`` N architectures -> ``evaluate`` them shard by shard -> ``fit_predictors`` (main
 and auxiliary, Sec. III-C) -> ``search`` (Algorithm 1 over an alpha grid, Eq. 2-4) ->
-``evaluate`` the top K -> ``select`` the best and report; ``close`` ends the MLflow run.
+``evaluate`` the top K -> ``select`` the best and report -> (with ``final_m`` > 0)
+``evaluate`` the best m again with the final recipe -> ``select_final`` (both in
+``prednas.pipeline.report``); ``close`` ends the MLflow run.
 Each takes and returns JSON-able values and file paths, so one function runs from
 Python (``prednas.pipeline.inprocess``), the CLI and a KFP component alike.
 
@@ -84,7 +86,7 @@ def evaluate(context: SearchContext, shard: str, *, accelerator: str = "") -> tu
     started = time.time()
     stage_name, _, archs = exchange.parse_shard(shard)
     if stage_name not in context.spec.stage_evaluators:
-        raise PredNASError(f"shard stage {stage_name!r}; expected sample or top-k")
+        raise PredNASError(f"shard stage {stage_name!r}; expected one of {', '.join(context.spec.stage_evaluators)}")
     st = stage(context.spec, stage_name, accelerator)
     run = context.run
     store = run.store()
