@@ -110,7 +110,8 @@ def _store_trials(spec: SearchSpec, name: str) -> list[Triplet]:
 
 
 @pytest.mark.slow
-def test_final_stage_through_kfp_local_then_a_rerun_measures_nothing(tmp_path: Path, tracking: str) -> None:
+def test_final_stage_through_kfp_local_then_a_rerun_measures_nothing(tmp_path: Path, tracking: str,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from prednas.pipeline.inprocess import run_inprocess
     from prednas.pipeline.local import run_local
 
@@ -128,12 +129,24 @@ def test_final_stage_through_kfp_local_then_a_rerun_measures_nothing(tmp_path: P
     assert report["topk_best"]["stage"] in ("sample", "top-k") and report["evaluator"]["signal"] == "test"
     assert [row["accuracy"] for row in report["final_table"]] == sorted((t.accuracy for t in final), reverse=True)
     _check_tracking(spec, report)
+    _check_printed(report, capsys)
 
     again = run_inprocess(spec, run_key="final-stage")  # the same run again, in one process
     assert Counter(t.arch_id for t in _store_trials(spec, "final")) == Counter(t.arch_id for t in final)
     assert len(_store_trials(spec, "sample")) == spec.n + spec.k  # nothing measured twice
     assert [row["trial"] for row in again["final_table"]] == [row["trial"] for row in report["final_table"]]
     assert again["best"] == report["best"] and again["topk_best"] == report["topk_best"]
+
+
+def _check_printed(report: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """``prednas run`` prints the final best and keeps the top-K stage's choice in view."""
+    from prednas.cli.run import print_report
+
+    capsys.readouterr()
+    print_report(report, 1.0)
+    out = capsys.readouterr().out
+    assert f"final-stage measurements  {len(report['final_table'])}" in out
+    assert f"({report['topk_best']['accuracy']:.2f})" in out.split("top-K stage's choice", 1)[1].splitlines()[0]
 
 
 def _check_tracking(spec: SearchSpec, report: dict[str, Any]) -> None:

@@ -69,8 +69,9 @@ def _in_process(spec: Any, console: Any) -> tuple[dict[str, Any], float, str]:
 
 
 def _task_count(spec: Any) -> int:
-    """Steps of one run: sample, the shards of both stages, fit, search, select, close."""
-    return 5 + min(spec.shards, spec.n) + min(spec.shards, spec.k)
+    """Steps of one run: sample, the shards of each stage, fit, search, select (and select-final), close."""
+    final = min(spec.shards, spec.final_m) + 1 if spec.final_m else 0
+    return 5 + min(spec.shards, spec.n) + min(spec.shards, spec.k) + final
 
 
 class _progress:
@@ -116,6 +117,10 @@ def print_report(report: dict[str, Any], seconds: float) -> None:
     lines = [("best architecture", _arch_text(best["arch"])), ("accuracy (search signal)", f"{best['accuracy']:.2f}")]
     lines += [(k.replace("_", " "), f"{best['report'][k]:.2f}") for k in extras]
     lines += [(k, _si(best["cost"][k])) for k in costs]
+    if "topk_best" in report:  # a final stage re-measured the best; the top-K stage's choice stays visible
+        topk = report["topk_best"]
+        lines += [("final-stage measurements", str(len(report.get("final_table", [])))),
+                  ("top-K stage's choice", f"{_arch_text(topk['arch'])} ({topk['accuracy']:.2f})")]
     lines += [("queries this run", f"{metrics['queries']:.0f}"), ("wall time", f"{seconds:.1f} s"),
               ("MLflow run", f"{report['parent_run_id']} in experiment {report['experiment']!r} at "
                              f"{report['tracking_uri']}")]
