@@ -110,7 +110,7 @@ class S3Server:
         return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
 
     def start(self, timeout_s: float = 60) -> None:
-        """Start (or restart, keeping the data) and wait until the bucket answers."""
+        """Start (or restart, keeping the data) and wait until the bucket lists and serves an object."""
         p = self.ports
         args = [str(BIN / "weed"), "mini", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
@@ -136,7 +136,9 @@ class S3Server:
         try:
             client = self.client(attempts=1)
             client.head_bucket(Bucket=self.bucket)
-            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            listed = client.list_objects_v2(Bucket=self.bucket, MaxKeys=1).get("Contents", [])
+            for item in listed:  # after a restart the volume server answers reads later than the filer lists
+                client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
             return True
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
