@@ -15,6 +15,7 @@ from pipeline_checks import check_tracking, shared_tracking, small_spec, stored_
 
 from prednas.errors import PredNASError
 from prednas.evaluators.nb201_table import NB201TableEvaluator
+from prednas.pipeline import report as reporting
 from prednas.pipeline import steps
 from prednas.pipeline.inprocess import run_inprocess
 from prednas.pipeline.local import preflight
@@ -84,10 +85,15 @@ def test_cost_constrained_search_fits_the_auxiliary_predictor_and_keeps_the_wind
     fit = steps.fit_predictors(context, sampled)
     assert set(fit["versions"]) == {"accuracy", "flops"} and fit["aux"] is not None
     assert fit["metrics"]["flops_heldout_kendall_tau"] > 0.5  # log-FLOPs ranked on 500 unseen cells
-    picks, _ = steps.search(context, fit["main"], fit["aux"], fit["training"])
+    picks, topk_shards = steps.search(context, fit["main"], fit["aux"], fit["training"])
     space = stage(spec, "sample").space
     in_pool = [space.from_dict(a) for a in picks["picks"][: picks["from_pool"]]]
     assert in_pool and all(abs(space.cost(a)["flops"] - 2.5e8) <= 6.0e7 for a in in_pool)
+    topk = [t for shard in topk_shards for t in steps.evaluate(context, shard)[0]]
+    best = reporting.select(context, fit["training"], topk, picks, fit["versions"])["best"]
+    assert abs(best["cost"]["flops"] - 2.5e8) <= 6.0e7  # random samples outside the window are never the answer
+    outside = [t for t in [*sampled, *topk] if abs(t.cost["flops"] - 2.5e8) > 6.0e7]
+    assert outside  # the check above had something to exclude
     steps.close(spec.tracking_uri, spec.experiment, "constrained", "SUCCEEDED")
 
 

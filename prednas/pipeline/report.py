@@ -35,10 +35,26 @@ TABLE_ROWS = 10
 
 
 def _candidates(spec: Any, training: list[Triplet], topk: list[Triplet]) -> tuple[list[Triplet], list[Triplet]]:
-    """The triplets ``select`` chooses among, and the sample stage's others (another recipe: not comparable)."""
+    """The triplets ``select`` chooses among, and the others (another recipe, or outside the cost window).
+
+    Under a cost target only architectures inside the window are candidates (the random
+    samples need not be), unless none is: then every measured one stays a candidate.
+    """
     if stage(spec, "sample").hash == stage(spec, "top-k").hash:
-        return exchange.unique_by_key([*training, *topk]), []
-    return exchange.unique_by_key(topk), exchange.unique_by_key(training)
+        candidates, others = exchange.unique_by_key([*training, *topk]), []
+    else:
+        candidates, others = exchange.unique_by_key(topk), exchange.unique_by_key(training)
+    if spec.cost is not None:
+        inside = [t for t in candidates if _in_window(spec.cost, t)]
+        if inside:
+            keys = {t.key for t in inside}
+            return inside, [*(t for t in candidates if t.key not in keys), *others]
+    return candidates, others
+
+
+def _in_window(cost: Any, triplet: Triplet) -> bool:
+    value = triplet.cost.get(cost.metric)
+    return value is not None and abs(value - cost.target) <= cost.window
 
 
 def _ranked(triplets: list[Triplet]) -> list[Triplet]:
