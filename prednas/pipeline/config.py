@@ -203,14 +203,13 @@ class SearchSpec:
         self._check_penalty()
 
     def _check_penalty(self) -> None:
-        from prednas.search.constrained import PENALTIES
+        from prednas.search.constrained import PENALTIES, metric_scale
 
         penalty = self.gradient.get("penalty", "window")
         if penalty not in PENALTIES:
             raise PredNASError(f"gradient.penalty must be one of {', '.join(PENALTIES)}, got {penalty!r}")
         metric, aux = (self.cost.metric if self.cost else ""), self.aux_target
-        if (penalty == "window" and self.cost is not None and any(self.alphas) and metric != aux
-                and {metric, aux} != {"macs", "flops"}):
+        if penalty == "window" and self.cost is not None and any(self.alphas) and metric_scale(metric, aux) is None:
             raise PredNASError(f"gradient.penalty 'window' on cost.metric {metric!r} needs predictor.aux_target "
                                f"{metric!r} (got {aux!r}), or gradient.penalty 'linear' (the paper's term)")
 

@@ -69,7 +69,7 @@ def select(context: SearchContext, training: list[Triplet], topk: list[Triplet],
     candidates, _ = _candidates(spec, training, topk)
     if not candidates:
         raise PredNASError("no measured architecture to choose from; the evaluate steps produced nothing")
-    best = max(candidates, key=lambda t: (t.accuracy, -t.created_at))
+    best = _ranked(candidates)[0]
     ours = [t for t in exchange.unique_by_key([*training, *topk]) if t.run_id == context.parent_run_id]
     metrics = {**_best_metrics("best", _row(best)),
                "queries": float(len({t.arch_id + t.stage for t in ours})),
@@ -108,9 +108,11 @@ def plan_final(context: SearchContext, training: list[Triplet], topk: list[Tripl
     chosen, keys = [], set()
     for t in [*_ranked(candidates), *_ranked(others)]:
         key = space.equivalence_key(space.from_dict(t.arch))
-        if key not in keys and len(chosen) < spec.final_m:
+        if key not in keys:
             keys.add(key)
             chosen.append(t)
+        if len(chosen) == spec.final_m:
+            break
     return chosen, exchange.make_shards("final", [t.arch for t in chosen], spec.shards)
 
 

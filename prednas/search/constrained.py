@@ -200,10 +200,17 @@ class WindowPenalty:
         return torch.relu(z - self.high) + torch.relu(self.low - z)
 
 
+def metric_scale(window_metric: str, aux_metric: str) -> float | None:
+    """Factor from a window's metric to the auxiliary predictor's (FLOPs = 2 x MACs); None if neither."""
+    if window_metric == aux_metric:
+        return 1.0
+    return {("macs", "flops"): 2.0, ("flops", "macs"): 0.5}.get((window_metric, aux_metric))
+
+
 def window_penalty(aux: Predictor, window: CostWindow, aux_metric: str) -> WindowPenalty:
     """The window term for an auxiliary predictor of ``log(aux_metric)``; FLOPs and MACs convert (x2)."""
-    scale = {("macs", "flops"): 2.0, ("flops", "macs"): 0.5}.get((window.metric, aux_metric), 1.0)
-    if scale == 1.0 and window.metric != aux_metric:
+    scale = metric_scale(window.metric, aux_metric)
+    if scale is None:
         raise PredNASError(f"penalty 'window' on {window.metric} needs the auxiliary predictor on {window.metric} "
                            f"(it learns {aux_metric}); set that aux target or penalty 'linear'")
     low = max(window.target - window.delta, window.target * 1e-6)
