@@ -72,6 +72,8 @@ BAD = [
     (["predictor.aux_target=energy"], "predictor.aux_target must be one of flops, macs, params, latency_ms"),
     (["gradient.optimizer=lbfgs"], "gradient.optimizer must be adam or sgd"),
     (["gradient.penalty=hinge"], "gradient.penalty must be one of window, linear, got 'hinge'"),
+    (["gradient.radius=-0.5"], "gradient.radius"),
+    (["gradient.radius=wide"], "gradient.radius"),
     (["alphas=[1]", "cost={metric: params, target: 1.0e+6, window: 1.0e+5}"],
      "gradient.penalty 'window' on cost.metric 'params' needs predictor.aux_target 'params'"),
     (["predictor.cv_folds=1"], "predictor.cv_folds must be an integer in [2, 30]"),

@@ -174,6 +174,42 @@ def test_gradient_iterate_stays_in_the_encoding_box(fitted):
     assert spy.seen and min(lo for lo, _ in spy.seen) >= 0.0 and max(hi for _, hi in spy.seen) <= 1.0
 
 
+class _Trail(AnyNetSpace):
+    """Records every relaxed parameter tensor the search feeds the predictors."""
+
+    trail: list[torch.Tensor]
+
+    def relax(self, theta):
+        self.trail.append(theta.detach().clone())
+        return theta
+
+
+def test_radius_keeps_each_iterate_near_its_start(fitted):
+    _, main, aux = fitted
+    config = ConstrainedConfig(GradientConfig(starts=8, steps=40, lr=0.2, radius=0.05), (0.0, 5.0))
+    trail = _Trail()
+    trail.trail = []
+    constrained_search(trail, main, aux, CostWindow("macs", 1e9, 1e8), rng=np.random.default_rng(0), config=config)
+    first, rest = trail.trail[0], trail.trail[1:40]  # the first alpha's trajectory
+    moved = max(float((t - first).abs().max()) for t in rest)
+    assert 0.04 < moved <= 0.05 + 1e-6
+    assert min(float(t.min()) for t in trail.trail) >= 0.0 and max(float(t.max()) for t in trail.trail) <= 1.0
+
+
+@pytest.mark.parametrize("radius", [-0.1, float("nan")])
+def test_a_negative_radius_is_refused(anynet, fitted, radius):
+    _, main, aux = fitted
+    config = ConstrainedConfig(GradientConfig(starts=2, steps=2, radius=radius), (0.0,))
+    with pytest.raises(PredNASError, match="search radius must be a non-negative number"):
+        constrained_search(anynet, main, aux, CostWindow("macs", 1e9, 1e8), rng=np.random.default_rng(0),
+                           config=config)
+
+
+def test_size_spaces_search_in_a_trust_region_by_default():
+    assert ConstrainedConfig().gradient == GradientConfig(starts=1000, steps=20, radius=0.1)
+    assert ConstrainedConfig().evaluations == 140_000
+
+
 def test_random_shooting_uses_the_given_budget(anynet, fitted):
     _, main, _ = fitted
     window = CostWindow("macs", 6.4e9, 0.64e9)

@@ -159,4 +159,5 @@ def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int
         rows.append({"target_macs": target, "delta": delta, **runs})
     return {"seed": seed, "n": n, "top": top, "aux_samples": aux_samples, "alphas": list(config.alphas),
             "penalty": config.penalty,
-            "starts": config.gradient.starts, "steps": config.gradient.steps, "rows": rows}
+            "starts": config.gradient.starts, "steps": config.gradient.steps, "radius": config.gradient.radius,
+            "rows": rows}

@@ -158,8 +158,10 @@ def _alphas(text: str) -> tuple[float, ...]:
 @click.option("--aux", "aux_metric", type=click.Choice(("macs", "flops", "params", "latency_ms")), default=None,
               help="Auxiliary predictor's metric [default: the target's].")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--starts", type=click.IntRange(min=1), default=100, show_default=True, help="T_max random starts.")
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="t_max steps.")
+@click.option("--starts", type=click.IntRange(min=1), default=1000, show_default=True, help="T_max random starts.")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="t_max steps.")
+@click.option("--radius", type=click.FloatRange(min=0), default=0.1, show_default=True,
+              help="Trust region: how far (normalised encoding) an iterate may move from its start; 0: no limit.")
 @click.option("--alphas", default="0,0.05,0.1,0.2,0.5,1,2", show_default=True, help="Alpha grid.")
 @click.option("--penalty", type=click.Choice(("window", "linear")), default="window", show_default=True,
               help="Cost term alpha weighs: distance outside the window, or the paper's predicted cost.")
@@ -171,7 +173,7 @@ def _alphas(text: str) -> tuple[float, ...]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the whole pool as JSON.")
 def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: str | None, seed: int, starts: int,
-           steps: int, alphas: str, penalty: str, epochs: int, aux_samples: int, input_size: int | None,
+           steps: int, radius: float, alphas: str, penalty: str, epochs: int, aux_samples: int, input_size: int | None,
            num_classes: int | None, json_path: Path | None, **targets: str | None) -> None:
     """Algorithm 1 under a cost target: fit the MLPs on the triplets, search an alpha grid, print the pool."""
     import numpy as np
@@ -186,7 +188,8 @@ def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: 
     aux_metric = aux_metric or metric
     main, aux = fit_predictors(space, records, aux_metric=aux_metric, seed=seed, config=FitConfig(epochs=epochs),
                                aux_samples=aux_samples)
-    config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps), _alphas(alphas), penalty)
+    config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps, radius=radius or None), _alphas(alphas),
+                               penalty)
     window = CostWindow(metric, target, half)
     pool = constrained_search(space, main, aux, window, rng=np.random.default_rng(seed), config=config,
                               aux_metric=aux_metric)

@@ -108,8 +108,10 @@ def bench_cost_throughput(space_name: str, archs: int, counted: int, cpu: int, s
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent 30-sample fits; repeat r uses seed + r.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--starts", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--starts", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--radius", type=click.FloatRange(min=0), default=0.1, show_default=True,
+              help="Trust region around each start in the normalised encoding; 0: no limit.")
 @click.option("--alphas", default="0,0.05,0.1,0.2,0.5,1,2", show_default=True)
 @click.option("--penalty", type=click.Choice(("window", "linear")), default="window", show_default=True,
               help="Gradient search's cost term: distance outside the window, or the paper's predicted cost.")
@@ -117,7 +119,8 @@ def bench_cost_throughput(space_name: str, archs: int, counted: int, cpu: int, s
 @click.option("--aux-samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Random architectures (analytic MACs) added to the auxiliary predictor's training set.")
 @_JSON
-def bench_size_search(targets: str, delta: float, repeats: int, seed: int, starts: int, steps: int, alphas: str,
+def bench_size_search(targets: str, delta: float, repeats: int, seed: int, starts: int, steps: int, radius: float,
+                      alphas: str,
                       penalty: str, epochs: int, aux_samples: int, json_path: Path | None) -> None:
     """Gradient search vs random shooting on AnyNet (synthetic accuracy, 30 samples, equal predictor evaluations)."""
     import numpy as np
@@ -132,7 +135,8 @@ def bench_size_search(targets: str, delta: float, repeats: int, seed: int, start
     values = [parse_quantity(t, "--targets") for t in targets.split(",") if t.strip()]
     if not 0 < delta < 1:
         raise PredNASError(f"--delta {delta}: expected a fraction between 0 and 1")
-    config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps), _alphas(alphas), penalty)
+    config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps, radius=radius or None), _alphas(alphas),
+                               penalty)
     reports = [gradient_vs_random(values, seed=seed + r, delta=delta, config=config, fit=FitConfig(epochs=epochs),
                                   aux_samples=aux_samples) for r in range(repeats)]
     table = _table(f"AnyNet, synthetic accuracy, penalty {penalty}: mean true score of the top 15 in the MACs "

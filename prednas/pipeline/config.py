@@ -26,7 +26,7 @@ from prednas.errors import PredNASError
 
 INT_LIMIT = 100_000
 FIT_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "huber_delta")
-GRADIENT_KEYS = ("starts", "steps", "lr", "lr_decay", "optimizer", "penalty")
+GRADIENT_KEYS = ("starts", "steps", "lr", "lr_decay", "optimizer", "penalty", "radius")
 PREDICTOR_KEYS = (*FIT_KEYS, "cv_folds", "aux_target")
 DEFAULT_FOLDS = 3  # cross-validation folds of the predictor fit
 AUX_TARGETS = ("flops", "macs", "params", "latency_ms")  # as prednas.search.constrained.METRICS
@@ -198,6 +198,8 @@ class SearchSpec:
         for key in ("lr", "lr_decay"):
             if key in self.gradient:
                 _float(f"gradient.{key}", self.gradient[key], 0.0)
+        if self.gradient.get("radius") is not None:
+            _float("gradient.radius", self.gradient["radius"], 0.0)
         if self.gradient.get("optimizer", "adam") not in ("adam", "sgd"):
             raise PredNASError(f"gradient.optimizer must be adam or sgd, got {self.gradient['optimizer']!r}")
         self._check_penalty()

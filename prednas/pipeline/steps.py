@@ -26,6 +26,7 @@ start's when both stages share one evaluator config, else the top K), as in Tabl
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -172,7 +173,7 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, training: lis
     """Algorithm 1 over the alpha grid; returns the ranked pool and the top-K shards."""
     from prednas.pipeline.fitting import one_thread
     from prednas.predictors.fit import Predictor
-    from prednas.search.constrained import ConstrainedConfig, constrained_search
+    from prednas.search.constrained import SIZE_GRADIENT, ConstrainedConfig, constrained_search
     from prednas.search.gradient import CostWindow, GradientConfig, alpha_grid_search
 
     spec = context.spec
@@ -183,7 +184,8 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, training: lis
         raise PredNASError("the search needs the auxiliary predictor but the fit step produced none")
     options = dict(spec.gradient)
     penalty = options.pop("penalty", "window")
-    config = GradientConfig(**options)
+    base = SIZE_GRADIENT if getattr(st.space, "kind", None) == "size" else GradientConfig()
+    config = replace(base, **options)
     rng = exchange.rng_for(spec.seed, "search")
     with one_thread():
         if spec.cost is None:

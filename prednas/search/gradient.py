@@ -17,7 +17,10 @@ Deviations from Algorithm 1, each needed for the search to move:
   live in ``[0, 1]``) has the iterate clipped to that box after every step, a projected
   gradient step onto the relaxation's domain: otherwise the iterate drifts far outside the
   region the predictors were fitted on, where their extrapolation drives the step while
-  the projection stays pinned at the range's edge.
+  the projection stays pinned at the range's edge;
+- ``radius`` (None or 0: off, the default) keeps each iterate within that distance of its start in
+  every coordinate, a trust region around the random start (the size spaces' default,
+  ``prednas.search.constrained.SIZE_GRADIENT``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class GradientConfig:
     lr_decay: float = 0.5
     optimizer: str = "adam"
     alpha: float = 0.0
+    radius: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,14 @@ def gradient_search(
     seen: dict[Any, dict[str, float] | None] = {}
     current = list(starts)
     bounds = getattr(space, "param_bounds", None)
+    low = high = None
+    if config.radius is not None and not 0 <= config.radius < float("inf"):
+        raise PredNASError(f"search radius must be a non-negative number (0: no limit), got {config.radius!r}")
+    if config.radius:
+        origin = theta.detach().clone()
+        low, high = origin - config.radius, origin + config.radius
+        if bounds is not None:
+            low, high = low.clamp(*bounds), high.clamp(*bounds)
     for _ in range(config.steps):
         opt.zero_grad()
         enc = space.relax(theta)
@@ -105,8 +117,10 @@ def gradient_search(
         loss.backward()
         opt.step()
         sched.step()
-        if bounds is not None:
-            with torch.no_grad():
+        with torch.no_grad():
+            if low is not None:
+                theta.copy_(torch.maximum(torch.minimum(theta, high), low))
+            elif bounds is not None:
                 theta.clamp_(*bounds)
         current = [space.project(row) for row in theta.detach().numpy()]
         _collect(space, current, seen, window)
