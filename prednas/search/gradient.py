@@ -88,6 +88,8 @@ def gradient_search(
         raise PredNASError(f"unknown search optimiser {config.optimizer!r}; expected adam or sgd")
     if config.alpha and aux is None:
         raise PredNASError("alpha is non-zero but no auxiliary predictor was given")
+    if config.radius is not None and not 0 <= config.radius < float("inf"):
+        raise PredNASError(f"search radius must be a non-negative number (0: no limit), got {config.radius!r}")
     starts = starts if starts is not None else [space.sample(rng) for _ in range(config.starts)]
     theta = torch.tensor(np.stack([space.param(a) for a in starts]), dtype=torch.float32, requires_grad=True)
     opt = (
@@ -101,8 +103,6 @@ def gradient_search(
     current = list(starts)
     bounds = getattr(space, "param_bounds", None)
     low = high = None
-    if config.radius is not None and not 0 <= config.radius < float("inf"):
-        raise PredNASError(f"search radius must be a non-negative number (0: no limit), got {config.radius!r}")
     if config.radius:
         origin = theta.detach().clone()
         low, high = origin - config.radius, origin + config.radius
