@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,13 +20,15 @@ from prednas.search.constrained import (
     Measured,
     constrained_search,
     fit_predictors,
+    into_window,
     load_triplets,
     parse_delta,
     parse_quantity,
     random_shooting,
     window_penalty,
+    window_starts,
 )
-from prednas.search.gradient import CostWindow, GradientConfig
+from prednas.search.gradient import CostWindow, GradientConfig, gradient_search
 from prednas.spaces import get_space
 from prednas.spaces.anynet import AnyNetSpace
 
@@ -125,7 +128,7 @@ def _value(term, enc) -> float:
         return float(term(enc)[0])
 
 
-def test_window_penalty_is_zero_inside_and_the_log_distance_outside(anynet, fitted):
+def test_window_penalty_is_zero_inside_the_inner_half_and_squared_outside(anynet, fitted):
     records, _, aux = fitted
     arch = records[0].arch
     enc = torch.tensor(anynet.encode(arch)[None], dtype=torch.float32)
@@ -133,13 +136,63 @@ def test_window_penalty_is_zero_inside_and_the_log_distance_outside(anynet, fitt
     inside = window_penalty(aux, CostWindow("macs", predicted, 0.1 * predicted), "macs")
     assert _value(inside, enc) == 0.0
     above = window_penalty(aux, CostWindow("macs", 2.5 * predicted, 0.5 * predicted), "macs")
-    assert _value(above, enc) == pytest.approx(np.log(2.0) / aux.std, rel=1e-4)
+    excess = np.log(2.5) - 0.5 * np.log(1.2)
+    assert _value(above, enc) == pytest.approx(10 * excess**2, rel=1e-4)
     below = window_penalty(aux, CostWindow("macs", 0.25 * predicted, 0.05 * predicted), "macs")
-    assert _value(below, enc) == pytest.approx(np.log(1 / 0.3) / aux.std, rel=1e-4)
+    assert _value(below, enc) == pytest.approx(10 * (np.log(4.0) - 0.5 * np.log(1.2)) ** 2, rel=1e-4)
     as_flops = window_penalty(aux, CostWindow("flops", 2 * predicted, 0.2 * predicted), "macs")
     assert _value(as_flops, enc) == 0.0  # FLOPs = 2 x MACs
     with pytest.raises(PredNASError, match="penalty 'window' on params needs the auxiliary predictor on params"):
         window_penalty(aux, CostWindow("params", 5e6, 5e5), "macs")
+
+
+def test_anchored_penalty_reads_the_analytic_cost_at_the_projection(anynet, fitted):
+    records, _, aux = fitted
+    archs = [r.arch for r in records[:6]]
+    enc = torch.tensor(np.stack([anynet.encode(a) for a in archs]), dtype=torch.float32)
+    macs = np.array([anynet.cost(a)["macs"] for a in archs])
+    target = float(macs[0])
+    term = window_penalty(aux, CostWindow("macs", target, 0.05 * target), "macs", anynet)
+    term.anchor(archs)
+    with torch.no_grad():
+        values = term(enc).numpy()
+    excess = np.maximum(np.abs(np.log(macs / target)) - 0.5 * np.log(1.05), 0.0)
+    assert values == pytest.approx(10 * excess**2, rel=1e-3, abs=1e-6)
+    assert values[0] == 0.0
+    free = window_penalty(aux, CostWindow("macs", target, 0.05 * target), "macs")
+    free.anchor(archs)  # no cost model: the predictor's own estimate stays
+    assert free.offset is None
+
+
+@pytest.mark.parametrize("name", ["anynet", "yolox"])
+def test_starts_are_scaled_into_the_window(name):
+    space = get_space(name)
+    target = 1.6e9 if name == "anynet" else 26.8e9
+    window = CostWindow("macs", target, 0.05 * target)
+    rng = np.random.default_rng(3)
+    starts = window_starts(space, window, rng, 12)
+    assert len(starts) == 12 and all(window.contains(space.cost(a)) for a in starts)
+    for arch in starts:
+        space.check_range(arch)
+    arch = space.sample(rng)
+    assert space.scale_widths(arch, 1.0) == arch
+    assert space.cost(space.scale_widths(arch, 0.5))["macs"] < space.cost(arch)["macs"]
+    assert into_window(space, arch, CostWindow("macs", 1e3, 10.0)) is None  # below the smallest network
+    unreachable = window_starts(space, CostWindow("macs", 1e3, 10.0), rng, 3, tries=2)
+    assert len(unreachable) == 3  # plain random starts fill in
+
+
+def test_starts_join_the_pool_when_kept(anynet, fitted):
+    _, main, _ = fitted
+    window = CostWindow("macs", 1.6e9, 0.08e9)
+    config = GradientConfig(starts=6, steps=1, lr=1e-6, radius=0.1)
+    starts = window_starts(anynet, window, np.random.default_rng(0), 6)
+    kept = gradient_search(anynet, main, rng=np.random.default_rng(0), config=replace(config, keep_starts=True),
+                           window=window, starts=starts)
+    assert set(starts) <= set(kept.archs)
+    dropped = gradient_search(anynet, main, rng=np.random.default_rng(0), config=config, window=window,
+                              starts=starts)
+    assert len(dropped) <= len(kept)
 
 
 def test_both_penalties_search_and_unknown_ones_are_refused(anynet, fitted):
@@ -206,7 +259,8 @@ def test_a_negative_radius_is_refused(anynet, fitted, radius):
 
 
 def test_size_spaces_search_in_a_trust_region_by_default():
-    assert ConstrainedConfig().gradient == GradientConfig(starts=1000, steps=20, radius=0.1)
+    assert ConstrainedConfig().gradient == GradientConfig(starts=7000, steps=20, radius=0.1, keep_starts=True)
+    assert ConstrainedConfig().alphas == (1.0,)
     assert ConstrainedConfig().evaluations == 140_000
 
 

@@ -145,6 +145,20 @@ def _alphas(text: str) -> tuple[float, ...]:
         raise PredNASError(f"--alphas {text!r}: expected comma-separated numbers like 0,0.1,0.5,1") from None
 
 
+def size_config(starts: int | None, steps: int, radius: float, alphas: str | None, penalty: str) -> Any:
+    """The search's ``ConstrainedConfig`` from the CLI options; unset starts keep 140,000 relaxed points per
+    20 steps (7000 starts over the alpha grid)."""
+    from dataclasses import replace
+
+    from prednas.search.constrained import PAPER_ALPHAS, SIZE_GRADIENT, WINDOW_ALPHAS, ConstrainedConfig
+
+    grid = _alphas(alphas) if alphas is not None else (WINDOW_ALPHAS if penalty == "window" else PAPER_ALPHAS)
+    if not grid:
+        raise PredNASError(f"--alphas {alphas!r}: expected comma-separated numbers like 0,0.1,0.5,1")
+    starts = starts or max(1, SIZE_GRADIENT.starts // len(grid))
+    return ConstrainedConfig(replace(SIZE_GRADIENT, starts=starts, steps=steps, radius=radius or None), grid, penalty)
+
+
 @click.command()
 @click.option("--space", "space_name", type=click.Choice(SIZE_SPACES), required=True, help="Size space.")
 @click.option("--triplets", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -158,11 +172,13 @@ def _alphas(text: str) -> tuple[float, ...]:
 @click.option("--aux", "aux_metric", type=click.Choice(("macs", "flops", "params", "latency_ms")), default=None,
               help="Auxiliary predictor's metric [default: the target's].")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--starts", type=click.IntRange(min=1), default=1000, show_default=True, help="T_max random starts.")
+@click.option("--starts", type=click.IntRange(min=1), default=None,
+              help="T_max starts per alpha  [default: 7000 / number of alphas].")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="t_max steps.")
 @click.option("--radius", type=click.FloatRange(min=0), default=0.1, show_default=True,
               help="Trust region: how far (normalised encoding) an iterate may move from its start; 0: no limit.")
-@click.option("--alphas", default="0,0.05,0.1,0.2,0.5,1,2", show_default=True, help="Alpha grid.")
+@click.option("--alphas", default=None,
+              help="Alpha grid  [default: 1 for penalty window, 0,0.05,0.1,0.2,0.5,1,2 for linear].")
 @click.option("--penalty", type=click.Choice(("window", "linear")), default="window", show_default=True,
               help="Cost term alpha weighs: distance outside the window, or the paper's predicted cost.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Predictor epochs.")
@@ -172,15 +188,16 @@ def _alphas(text: str) -> tuple[float, ...]:
 @click.option("--num-classes", type=int, default=None, help="Classes for the cost [default: 1000 / 80].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the whole pool as JSON.")
-def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: str | None, seed: int, starts: int,
-           steps: int, radius: float, alphas: str, penalty: str, epochs: int, aux_samples: int, input_size: int | None,
+def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: str | None, seed: int,
+           starts: int | None, steps: int, radius: float, alphas: str | None, penalty: str, epochs: int,
+           aux_samples: int, input_size: int | None,
            num_classes: int | None, json_path: Path | None, **targets: str | None) -> None:
     """Algorithm 1 under a cost target: fit the MLPs on the triplets, search an alpha grid, print the pool."""
     import numpy as np
 
     from prednas.predictors.fit import FitConfig
-    from prednas.search.constrained import ConstrainedConfig, constrained_search, fit_predictors, load_triplets
-    from prednas.search.gradient import CostWindow, GradientConfig
+    from prednas.search.constrained import constrained_search, fit_predictors, load_triplets
+    from prednas.search.gradient import CostWindow
 
     metric, target, half = _window(targets, delta)
     space = make_space(space_name, input_size, num_classes)
@@ -188,8 +205,7 @@ def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: 
     aux_metric = aux_metric or metric
     main, aux = fit_predictors(space, records, aux_metric=aux_metric, seed=seed, config=FitConfig(epochs=epochs),
                                aux_samples=aux_samples)
-    config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps, radius=radius or None), _alphas(alphas),
-                               penalty)
+    config = size_config(starts, steps, radius, alphas, penalty)
     window = CostWindow(metric, target, half)
     pool = constrained_search(space, main, aux, window, rng=np.random.default_rng(seed), config=config,
                               aux_metric=aux_metric)

@@ -108,35 +108,35 @@ def bench_cost_throughput(space_name: str, archs: int, counted: int, cpu: int, s
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent 30-sample fits; repeat r uses seed + r.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--starts", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--starts", type=click.IntRange(min=1), default=None,
+              help="Starts per alpha  [default: 7000 / number of alphas].")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--radius", type=click.FloatRange(min=0), default=0.1, show_default=True,
               help="Trust region around each start in the normalised encoding; 0: no limit.")
-@click.option("--alphas", default="0,0.05,0.1,0.2,0.5,1,2", show_default=True)
+@click.option("--alphas", default=None,
+              help="Alpha grid  [default: 1 for penalty window, 0,0.05,0.1,0.2,0.5,1,2 for linear].")
 @click.option("--penalty", type=click.Choice(("window", "linear")), default="window", show_default=True,
               help="Gradient search's cost term: distance outside the window, or the paper's predicted cost.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Predictor epochs.")
 @click.option("--aux-samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Random architectures (analytic MACs) added to the auxiliary predictor's training set.")
 @_JSON
-def bench_size_search(targets: str, delta: float, repeats: int, seed: int, starts: int, steps: int, radius: float,
-                      alphas: str,
+def bench_size_search(targets: str, delta: float, repeats: int, seed: int, starts: int | None, steps: int,
+                      radius: float, alphas: str | None,
                       penalty: str, epochs: int, aux_samples: int, json_path: Path | None) -> None:
     """Gradient search vs random shooting on AnyNet (synthetic accuracy, 30 samples, equal predictor evaluations)."""
     import numpy as np
     from rich.console import Console
 
     from prednas.bench.spaces import gradient_vs_random
-    from prednas.cli.spaces import _alphas
+    from prednas.cli.spaces import size_config
     from prednas.predictors.fit import FitConfig
-    from prednas.search.constrained import ConstrainedConfig, parse_quantity
-    from prednas.search.gradient import GradientConfig
+    from prednas.search.constrained import parse_quantity
 
     values = [parse_quantity(t, "--targets") for t in targets.split(",") if t.strip()]
     if not 0 < delta < 1:
         raise PredNASError(f"--delta {delta}: expected a fraction between 0 and 1")
-    config = ConstrainedConfig(GradientConfig(starts=starts, steps=steps, radius=radius or None), _alphas(alphas),
-                               penalty)
+    config = size_config(starts, steps, radius, alphas, penalty)
     reports = [gradient_vs_random(values, seed=seed + r, delta=delta, config=config, fit=FitConfig(epochs=epochs),
                                   aux_samples=aux_samples) for r in range(repeats)]
     table = _table(f"AnyNet, synthetic accuracy, penalty {penalty}: mean true score of the top 15 in the MACs "

@@ -9,24 +9,25 @@ under the target constraints during update will be added into the model pool").
 
 Two cost terms (``ConstrainedConfig.penalty``):
 
-- ``"window"`` (default): ``alpha x`` the distance of the predicted cost from the window,
-  zero inside it (``WindowPenalty``). Its gradient pulls an iterate into the window from
-  either side and then leaves it to the main predictor, so every step of a trajectory that
-  reached the window can add to the pool.
-- ``"linear"``: the paper's ``alpha x P_aux`` (Eq. 3). It only ever pushes the cost down, so
-  each alpha has its own equilibrium cost; an iterate crosses the window on its way there
-  and the pool holds only what it met in passing: on the synthetic AnyNet task of
-  ``prednas bench size-search`` its in-window pools are 1.8 to 8 times smaller at 1.6 G
-  and 6.4 G MACs (README, Results).
+- ``"window"`` (default): ``alpha x`` how far the cost lies outside the inner half of the
+  window, squared, in log units (``WindowPenalty``). Zero inside, so it leaves an iterate in
+  the window to the main predictor and pulls back one that strays. For an analytic metric the
+  term is anchored: each row's predicted cost is corrected to the analytic cost of its current
+  projection, so the auxiliary predictor only gives the slope. One alpha suffices
+  (``WINDOW_ALPHAS``).
+- ``"linear"``: the paper's ``alpha x P_aux`` (Eq. 3) over the paper's alpha grid
+  (``PAPER_ALPHAS``). It only ever pushes the cost down, so each alpha has its own equilibrium
+  cost; an iterate crosses the window on its way there and the pool holds only what it met in
+  passing.
 
-Trust region (``SIZE_GRADIENT``, the default for size spaces): 1000 random starts, 20
-steps each, every iterate kept within 0.1 (a tenth of each range) of its start. A fitted MLP
-is close to linear away from its 30 samples, so a long unbounded ascent ends in a corner of
-the box (stage widths at their minimum, depths near 16) where it extrapolates most. Short
-local ascents from many random starts improve the predicted score where the predictor has
-seen architectures like them. On the synthetic task, over ten seeds, neither shape beats
-random shooting reliably at equal evaluations; the trust region varies less across seeds
-(README, Results, Size spaces, with 100 starts x 200 unbounded steps beside it).
+Default shape for size spaces (``SIZE_GRADIENT``): 7000 starts, each a random architecture
+whose widths are scaled by one factor into the window (``window_starts``; a projection onto the
+constraint, with the analytic cost), 20 Adam steps each, every iterate kept within 0.1 (a tenth
+of each range) of its start, and the starts themselves offered to the pool. A fitted MLP is
+close to linear away from its 30 samples, so a long unbounded ascent ends in a corner of the box
+where it extrapolates most; short local ascents from many in-window starts improve the
+predicted score where the predictor has seen architectures like them. README, Results, Size
+spaces, has the measurements against random shooting.
 
 The baseline is random shooting with the same predictor and the same number of predictor
 evaluations: as many random architectures as Algorithm 1 scored relaxed points
@@ -70,8 +71,9 @@ from prednas.search.gradient import CostWindow, GradientConfig, Pool, alpha_grid
 
 ANALYTIC = ("macs", "flops", "params")
 METRICS = (*ANALYTIC, "latency_ms")
-DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-SIZE_GRADIENT = GradientConfig(starts=1000, steps=20, radius=0.1)
+PAPER_ALPHAS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+WINDOW_ALPHAS: tuple[float, ...] = (1.0,)
+SIZE_GRADIENT = GradientConfig(starts=7000, steps=20, radius=0.1, keep_starts=True)
 PENALTIES = ("window", "linear")
 _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
@@ -90,7 +92,7 @@ class ConstrainedConfig:
     """Algorithm 1's knobs plus the alpha grid."""
 
     gradient: GradientConfig = SIZE_GRADIENT
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    alphas: tuple[float, ...] = WINDOW_ALPHAS
     penalty: str = "window"
 
     @property
@@ -193,21 +195,43 @@ class _PredictedMetric:
 
 
 class WindowPenalty:
-    """How far the auxiliary predictor puts each relaxed point outside a cost window.
+    """How far the cost of each relaxed point lies outside the inner half of a cost window.
 
-    In the auxiliary predictor's standardised units: ``relu(z - high) + relu(low - z)`` for
-    the window ``[low, high]`` mapped through its log scale. Differentiable, zero inside.
+    ``10 x relu(|log c - log target| - h / 2) ** 2`` with ``h = log(1 + delta / target)``, where
+    ``log c`` is the auxiliary predictor's output (it is fitted on log cost). Zero inside the
+    inner half of the window, so alpha only sets how hard a straying iterate is pulled back.
+
+    With an analytic ``cost`` the term is anchored: the search calls ``anchor(archs)`` with the
+    projection of every row, and each row's predicted log cost is shifted by the predictor's
+    error there. The predictor then supplies only the local slope; the value is exact at the
+    projection, which keeps low-cost windows (where a predictor fitted on random architectures
+    errs most) reachable.
     """
 
-    def __init__(self, aux: Predictor, low: float, high: float) -> None:
+    PULL = 10.0
+
+    def __init__(self, aux: Predictor, target: float, delta: float, *, scale: float = 1.0,
+                 cost: Any = None) -> None:
         self.aux = aux
-        self.low = (math.log(low) - aux.mean) / aux.std
-        self.high = (math.log(high) - aux.mean) / aux.std
+        self.center = math.log(target * scale)
+        self.tolerance = 0.5 * math.log1p(delta / target)
+        self.cost = cost
+        self.offset: torch.Tensor | None = None
+
+    def anchor(self, archs: list[Any]) -> None:
+        """Correct each row's predicted log cost to the analytic cost of its projection ``archs[i]``."""
+        if self.cost is None:
+            return
+        predicted = self.aux.predict_archs(archs)
+        actual = np.log([max(float(self.cost(a)), 1e-30) for a in archs])
+        self.offset = torch.as_tensor(actual - predicted, dtype=torch.float32)
 
     def __call__(self, encodings: torch.Tensor) -> torch.Tensor:
-        """Distance outside the window of each row (the term alpha multiplies)."""
-        z = self.aux(encodings)
-        return torch.relu(z - self.high) + torch.relu(self.low - z)
+        """The penalty of each row (the term alpha multiplies)."""
+        z = self.aux(encodings) * self.aux.std + self.aux.mean
+        if self.offset is not None and self.offset.shape == z.shape:
+            z = z + self.offset
+        return torch.relu((z - self.center).abs() - self.tolerance) ** 2 * self.PULL
 
 
 def metric_scale(window_metric: str, aux_metric: str) -> float | None:
@@ -217,14 +241,57 @@ def metric_scale(window_metric: str, aux_metric: str) -> float | None:
     return {("macs", "flops"): 2.0, ("flops", "macs"): 0.5}.get((window_metric, aux_metric))
 
 
-def window_penalty(aux: Predictor, window: CostWindow, aux_metric: str) -> WindowPenalty:
-    """The window term for an auxiliary predictor of ``log(aux_metric)``; FLOPs and MACs convert (x2)."""
+def window_penalty(aux: Predictor, window: CostWindow, aux_metric: str, space: Any = None) -> WindowPenalty:
+    """The window term for an auxiliary predictor of ``log(aux_metric)``; FLOPs and MACs convert (x2).
+
+    Given the ``space``, an analytic ``aux_metric`` anchors the term to the space's cost model.
+    """
     scale = metric_scale(window.metric, aux_metric)
     if scale is None:
         raise PredNASError(f"penalty 'window' on {window.metric} needs the auxiliary predictor on {window.metric} "
                            f"(it learns {aux_metric}); set that aux target or penalty 'linear'")
-    low = max(window.target - window.delta, window.target * 1e-6)
-    return WindowPenalty(aux, low * scale, (window.target + window.delta) * scale)
+    cost = None
+    if space is not None and aux_metric in ANALYTIC:
+        def cost(arch: Any) -> float:
+            return space.cost(arch)[aux_metric]
+    return WindowPenalty(aux, window.target, window.delta, scale=scale, cost=cost)
+
+
+def into_window(space: Any, arch: Any, window: CostWindow, *, iters: int = 24) -> Any | None:
+    """``arch`` with its widths scaled by one factor so that its cost lies in ``window``; None if no factor does.
+
+    Bisection on the log of the factor (the cost grows with it); needs ``space.scale_widths``.
+    """
+    def cost(log_factor: float) -> tuple[Any, float]:
+        scaled = space.scale_widths(arch, math.exp(log_factor))
+        return scaled, space.cost(scaled)[window.metric]
+
+    low, high = -8.0, 8.0  # factors of 1/3000 to 3000 take every width to an end of its range
+    if cost(low)[1] > window.target + window.delta or cost(high)[1] < window.target - window.delta:
+        return None
+    for _ in range(iters):
+        mid = 0.5 * (low + high)
+        scaled, value = cost(mid)
+        if window.contains({window.metric: value}):
+            return scaled
+        low, high = (mid, high) if value < window.target else (low, mid)
+    return None
+
+
+def window_starts(space: Any, window: CostWindow, rng: np.random.Generator, n: int, *, tries: int = 20) -> list[Any]:
+    """``n`` starting architectures: random ones scaled into ``window`` (``into_window``).
+
+    A draw that no width factor brings into the window is replaced, up to ``tries x n`` draws;
+    any still missing are plain random architectures.
+    """
+    out: list[Any] = []
+    for _ in range(tries * n):
+        if len(out) == n:
+            break
+        arch = into_window(space, space.sample(rng), window)
+        if arch is not None:
+            out.append(arch)
+    return out + [space.sample(rng) for _ in range(n - len(out))]
 
 
 def _window_space(space: Any, window: CostWindow, aux: Predictor, aux_metric: str) -> Any:
@@ -249,8 +316,13 @@ def constrained_search(space: Any, main: Predictor, aux: Predictor, window: Cost
     searched = _window_space(space, window, aux, aux_metric)
     term = aux
     if config.penalty == "window" and aux is not None and any(config.alphas):
-        term = window_penalty(aux, window, aux_metric)
-    pool = alpha_grid_search(searched, main, term, list(config.alphas), rng=rng, config=config.gradient, window=window)
+        term = window_penalty(aux, window, aux_metric, space)
+    draw = None
+    if window.metric in ANALYTIC and hasattr(space, "scale_widths"):
+        def draw(r: np.random.Generator, n: int) -> list[Any]:
+            return window_starts(space, window, r, n)
+    pool = alpha_grid_search(searched, main, term, list(config.alphas), rng=rng, config=config.gradient,
+                             window=window, draw=draw)
     pool.stats["evaluations"] = float(config.evaluations)
     return pool
 

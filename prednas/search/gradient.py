@@ -20,11 +20,17 @@ Deviations from Algorithm 1, each needed for the search to move:
   the projection stays pinned at the range's edge;
 - ``radius`` (None or 0: off, the default) keeps each iterate within that distance of its start in
   every coordinate, a trust region around the random start (the size spaces' default,
-  ``prednas.search.constrained.SIZE_GRADIENT``).
+  ``prednas.search.constrained.SIZE_GRADIENT``);
+- ``keep_starts`` also offers the starts themselves to the pool (the size spaces' default, whose
+  starts are drawn inside the cost window);
+- a cost term with an ``anchor(archs)`` method is told the projection of every row before the
+  first step and after each one (``prednas.search.constrained.WindowPenalty`` corrects its
+  predicted cost to the analytic cost there).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +51,7 @@ class GradientConfig:
     optimizer: str = "adam"
     alpha: float = 0.0
     radius: float | None = None
+    keep_starts: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,11 @@ def gradient_search(
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[third, 2 * third], gamma=config.lr_decay)
     seen: dict[Any, dict[str, float] | None] = {}
     current = list(starts)
+    if config.keep_starts:
+        _collect(space, current, seen, window)
+    anchor = getattr(aux, "anchor", None) if config.alpha else None
+    if anchor is not None:
+        anchor(current)
     bounds = getattr(space, "param_bounds", None)
     low = high = None
     if config.radius:
@@ -124,6 +136,8 @@ def gradient_search(
                 theta.clamp_(*bounds)
         current = [space.project(row) for row in theta.detach().numpy()]
         _collect(space, current, seen, window)
+        if anchor is not None:
+            anchor(current)
     return _rank(space, main, seen, starts, current)
 
 
@@ -165,13 +179,19 @@ def alpha_grid_search(
     rng: np.random.Generator,
     config: GradientConfig = GradientConfig(),
     window: CostWindow | None = None,
+    draw: Callable[[np.random.Generator, int], list[Any]] | None = None,
 ) -> Pool:
-    """Gradient search at every alpha of a grid (the paper's way of hitting a cost target); pools merged."""
+    """Gradient search at every alpha of a grid (the paper's way of hitting a cost target); pools merged.
+
+    ``draw(rng, n)`` gives each alpha's ``n`` starting architectures (default: the space's sampler).
+    """
     merged: dict[Any, tuple[float, dict[str, float]]] = {}
     stats: dict[str, float] = {"pool_size": 0.0, "visited": 0.0, "mean_changed": 0.0}
     for alpha in alphas:
         cfg = GradientConfig(**{**config.__dict__, "alpha": alpha})
-        pool = gradient_search(space, main, rng=rng, config=cfg, aux=aux if alpha else None, window=window)
+        starts = draw(rng, config.starts) if draw is not None else None
+        pool = gradient_search(space, main, rng=rng, config=cfg, aux=aux if alpha else None, window=window,
+                               starts=starts)
         for arch, score, cost in zip(pool.archs, pool.scores, pool.costs, strict=True):
             merged.setdefault(arch, (float(score), cost))
         stats["visited"] += pool.stats["visited"]

@@ -299,6 +299,15 @@ class AnyNetSpace:
                   for w, q, v in zip(widths, ratios, x[12:16], strict=True)]
         return AnyNetArch(tuple(depths), tuple(widths), tuple(ratios), tuple(groups))
 
+    def scale_widths(self, arch: AnyNetArch, factor: float) -> AnyNetArch:
+        """Every stage width times ``factor``, snapped into the search range; each group count the
+        valid divisor nearest to the old one (how a cost-constrained search moves a start into its window)."""
+        r = self.ranges
+        widths = [snap(w * factor, *r.width, r.width_step) for w in arch.widths]
+        groups = [nearest_group(int(w * q), g, *r.groups) for w, q, g in zip(widths, arch.ratios, arch.groups,
+                                                                             strict=True)]
+        return AnyNetArch(arch.depths, tuple(widths), arch.ratios, tuple(groups))
+
     def check_range(self, arch: AnyNetArch) -> AnyNetArch:
         """``arch`` unchanged if it lies in the search range, else PredNASError naming the field."""
         r = self.ranges

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -363,6 +363,19 @@ class YOLOXSpace:
             heads.append(Head(*(tuple(width(v, *SEARCH["head_width"]) for v in x[at + 3 + 4 * p:at + 3 + 4 * p + d])
                                 for p, d in enumerate(depths))))
         return YOLOXArch(width(x[0], *SEARCH["stem"]), backbone, neck, tuple(heads))
+
+    def scale_widths(self, arch: YOLOXArch, factor: float) -> YOLOXArch:
+        """Every width (stem, stages, head convs) times ``factor``, snapped onto the grid and into its range
+        (how a cost-constrained search moves a start into its window)."""
+        def width(w: int, lo: int, hi: int) -> int:
+            return snap(w * factor, lo, hi, STEP)
+
+        backbone = replace(arch.backbone, widths=tuple(width(w, *SEARCH["backbone_width"][k])
+                                                       for k, w in enumerate(arch.backbone.widths)))
+        neck = replace(arch.neck, widths=tuple(width(w, *SEARCH["neck_width"]) for w in arch.neck.widths))
+        heads = tuple(Head(*(tuple(width(w, *SEARCH["head_width"]) for w in getattr(head, part)) for part in PARTS))
+                      for head in arch.heads)
+        return YOLOXArch(width(arch.stem, *SEARCH["stem"]), backbone, neck, heads)
 
     def check_range(self, arch: YOLOXArch) -> YOLOXArch:
         """``arch`` unchanged if it lies in the search range, else PredNASError naming the field."""
