@@ -351,3 +351,15 @@ def test_latency_is_measured_on_the_device(anynet):
     model = anynet.build(anynet.preset("regnet_x_400mf"))
     ms = measure_latency_ms(model, 64, device="cpu", warmup=1, repeats=3)
     assert 0 < ms < 60_000
+
+
+def test_cli_search_defaults_keep_the_budget():
+    from prednas.cli.spaces import size_config
+
+    window = size_config(None, 20, 0.1, None, "window")
+    assert window.alphas == (1.0,) and window.gradient.starts == 7000 and window.evaluations == 140_000
+    linear = size_config(None, 20, 0.1, None, "linear")
+    assert linear.alphas == (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0) and linear.evaluations == 140_000
+    assert size_config(50, 10, 0, "0,1", "window").gradient.radius is None
+    with pytest.raises(PredNASError, match="--alphas ','"):
+        size_config(None, 20, 0.1, ",", "window")
