@@ -146,8 +146,11 @@ def _alphas(text: str) -> tuple[float, ...]:
 
 
 def size_config(starts: int | None, steps: int, radius: float, alphas: str | None, penalty: str) -> Any:
-    """The search's ``ConstrainedConfig`` from the CLI options; unset starts keep 140,000 relaxed points per
-    20 steps (7000 starts over the alpha grid)."""
+    """The search's ``ConstrainedConfig`` from the CLI options.
+
+    Unset ``alphas`` follow the penalty (``WINDOW_ALPHAS`` or ``PAPER_ALPHAS``); unset ``starts``
+    share ``SIZE_GRADIENT.starts`` among the alphas, so the default budget does not grow with the grid.
+    """
     from dataclasses import replace
 
     from prednas.search.constrained import PAPER_ALPHAS, SIZE_GRADIENT, WINDOW_ALPHAS, ConstrainedConfig
