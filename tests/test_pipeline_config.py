@@ -77,6 +77,8 @@ BAD = [
     (["alphas=[1]", "cost={metric: params, target: 1.0e+6, window: 1.0e+5}"],
      "gradient.penalty 'window' on cost.metric 'params' needs predictor.aux_target 'params'"),
     (["predictor.cv_folds=1"], "predictor.cv_folds must be an integer in [2, 30]"),
+    (["predictor.members=0"], "predictor.members must be an integer in [1, 32], got 0"),
+    (["predictor.members=many"], "predictor.members must be an integer in [1, 32], got 'many'"),
     (["shards=0"], "shards must be an integer in [1, 1000]"),
     (["bogus=1"], "unknown key 'bogus'"),
     (["predictor.layers=3"], "unknown key predictor.layers"),

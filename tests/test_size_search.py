@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from prednas.bench.spaces import synthetic_accuracy
 from prednas.cli import main as cli
 from prednas.errors import PredNASError
-from prednas.predictors.fit import FitConfig, build_network
+from prednas.predictors.fit import Ensemble, FitConfig, Predictor, build_network, fit_ensemble
 from prednas.predictors.mlp import MLPPredictor
 from prednas.search.constrained import (
     ConstrainedConfig,
@@ -351,6 +351,39 @@ def test_latency_is_measured_on_the_device(anynet):
     model = anynet.build(anynet.preset("regnet_x_400mf"))
     ms = measure_latency_ms(model, 64, device="cpu", warmup=1, repeats=3)
     assert 0 < ms < 60_000
+
+
+def test_main_predictor_ensemble_averages_its_members_and_round_trips(anynet, fitted):
+    records, single, aux = fitted
+    main, _ = fit_predictors(anynet, records, aux_metric="macs", seed=0, config=FAST_FIT, members=3, aux_samples=0)
+    assert isinstance(main, Ensemble) and len(main.members) == 3
+    archs = [r.arch for r in records[:6]]
+    np.testing.assert_allclose(main.members[0].predict_archs(archs), single.predict_archs(archs))  # member 0 = one fit
+    np.testing.assert_allclose(main.predict_archs(archs), np.mean([m.predict_archs(archs) for m in main.members], 0))
+    assert not np.allclose(main.members[1].predict_archs(archs), single.predict_archs(archs))
+    again = Predictor.from_bytes(anynet, main.state_bytes())
+    assert isinstance(again, Ensemble)
+    np.testing.assert_allclose(again.predict_archs(archs), main.predict_archs(archs), rtol=1e-6)
+    window = CostWindow("macs", 1.6e9, 0.1 * 1.6e9)
+    pool = constrained_search(anynet, again, aux, window, rng=np.random.default_rng(0), aux_metric="macs",
+                              config=ConstrainedConfig(replace(GradientConfig(starts=8, steps=5), keep_starts=True),
+                                                       (1.0,)))
+    assert len(pool) and all(window.contains(c) for c in pool.costs)
+    np.testing.assert_allclose(pool.scores, again.predict_archs(pool.archs), rtol=1e-6)
+
+
+@pytest.mark.parametrize("members", [0, -1, 1.5, True])
+def test_an_ensemble_needs_a_positive_member_count(anynet, fitted, members):
+    x = np.stack([anynet.encode(r.arch) for r in fitted[0]])
+    with pytest.raises(PredNASError, match=f"predictor members must be a positive integer, got {members!r}"):
+        fit_ensemble(anynet, x, np.arange(len(x), dtype=float), seed=0, members=members, config=FAST_FIT)
+
+
+def test_size_spaces_fit_an_ensemble_by_default(anynet):
+    from prednas.pipeline.fitting import ensemble_size
+
+    assert ensemble_size({}, anynet) == 3 and ensemble_size({}, get_space("yolox")) == 3
+    assert ensemble_size({}, get_space("nb201")) == 1 and ensemble_size({"members": 5}, anynet) == 5
 
 
 def test_cli_search_defaults_keep_the_budget():

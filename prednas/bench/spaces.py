@@ -116,7 +116,8 @@ def synthetic_accuracy(arch: Any) -> float:
 
 
 def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int = 15, delta: float = 0.05,
-                       config: Any = None, fit: Any = None, aux_samples: int = 1000) -> dict[str, Any]:
+                       config: Any = None, fit: Any = None, aux_samples: int = 1000,
+                       members: int = 3) -> dict[str, Any]:
     """Fig. 4 on AnyNet with ``synthetic_accuracy``: top-``top`` mean true score per MACs target.
 
     Two random-shooting budgets: ``random`` draws as many architectures as gradient search
@@ -137,7 +138,8 @@ def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int
     config = config or ConstrainedConfig()
     rng = np.random.default_rng(seed)
     records = [Measured(a, synthetic_accuracy(a)) for a in (space.sample(rng) for _ in range(n))]
-    main, aux = fit_predictors(space, records, aux_metric="macs", seed=seed, config=fit, aux_samples=aux_samples)
+    main, aux = fit_predictors(space, records, aux_metric="macs", seed=seed, config=fit, aux_samples=aux_samples,
+                               members=members)
     rows = []
     for i, target in enumerate(targets):
         window = CostWindow("macs", target, delta * target)
@@ -157,7 +159,8 @@ def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int
                             "top_best": max(true) if true else float("nan"), "top_count": len(true),
                             "seconds": time.perf_counter() - start}
         rows.append({"target_macs": target, "delta": delta, **runs})
-    return {"seed": seed, "n": n, "top": top, "aux_samples": aux_samples, "alphas": list(config.alphas),
+    return {"seed": seed, "n": n, "top": top, "aux_samples": aux_samples, "members": members,
+            "alphas": list(config.alphas),
             "penalty": config.penalty,
             "starts": config.gradient.starts, "steps": config.gradient.steps, "radius": config.gradient.radius,
             "rows": rows}

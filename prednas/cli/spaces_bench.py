@@ -118,12 +118,14 @@ def bench_cost_throughput(space_name: str, archs: int, counted: int, cpu: int, s
 @click.option("--penalty", type=click.Choice(("window", "linear")), default="window", show_default=True,
               help="Gradient search's cost term: distance outside the window, or the paper's predicted cost.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Predictor epochs.")
+@click.option("--members", type=click.IntRange(min=1), default=3, show_default=True,
+              help="MLPs in the main predictor's ensemble, which both methods use.")
 @click.option("--aux-samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Random architectures (analytic MACs) added to the auxiliary predictor's training set.")
 @_JSON
 def bench_size_search(targets: str, delta: float, repeats: int, seed: int, starts: int | None, steps: int,
                       radius: float, alphas: str | None,
-                      penalty: str, epochs: int, aux_samples: int, json_path: Path | None) -> None:
+                      penalty: str, epochs: int, members: int, aux_samples: int, json_path: Path | None) -> None:
     """Gradient search vs random shooting on AnyNet (synthetic accuracy, 30 samples, equal predictor evaluations)."""
     import numpy as np
     from rich.console import Console
@@ -138,10 +140,11 @@ def bench_size_search(targets: str, delta: float, repeats: int, seed: int, start
         raise PredNASError(f"--delta {delta}: expected a fraction between 0 and 1")
     config = size_config(starts, steps, radius, alphas, penalty)
     reports = [gradient_vs_random(values, seed=seed + r, delta=delta, config=config, fit=FitConfig(epochs=epochs),
-                                  aux_samples=aux_samples) for r in range(repeats)]
+                                  aux_samples=aux_samples, members=members) for r in range(repeats)]
     table = _table(f"AnyNet, synthetic accuracy, penalty {penalty}: mean true score of the top 15 in the MACs "
                    f"window (±{delta:.0%}), "
-                   f"{config.evaluations:,} predictor evaluations each, seeds {seed}..{seed + repeats - 1}",
+                   f"{config.evaluations:,} predictor evaluations each, {members} MLPs, "
+                   f"seeds {seed}..{seed + repeats - 1}",
                    ["target MACs", "repeat", "gradient pool", "random pool", "gradient top-15", "random top-15",
                     "difference", "explored", "random top-15 (explored)", "difference (explored)"])
     for i, target in enumerate(values):

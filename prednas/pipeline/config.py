@@ -27,7 +27,8 @@ from prednas.errors import PredNASError
 INT_LIMIT = 100_000
 FIT_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "huber_delta")
 GRADIENT_KEYS = ("starts", "steps", "lr", "lr_decay", "optimizer", "penalty", "radius")
-PREDICTOR_KEYS = (*FIT_KEYS, "cv_folds", "aux_target")
+PREDICTOR_KEYS = (*FIT_KEYS, "cv_folds", "aux_target", "members")
+MAX_MEMBERS = 32  # main-predictor ensemble
 DEFAULT_FOLDS = 3  # cross-validation folds of the predictor fit
 AUX_TARGETS = ("flops", "macs", "params", "latency_ms")  # as prednas.search.constrained.METRICS
 
@@ -187,6 +188,8 @@ class SearchSpec:
         for key in ("lr", "momentum", "weight_decay", "huber_delta"):
             if key in self.predictor:
                 _float(f"predictor.{key}", self.predictor[key], 0.0)
+        if "members" in self.predictor:
+            _int("predictor.members", self.predictor["members"], 1, MAX_MEMBERS)
         folds = self.predictor.get("cv_folds", DEFAULT_FOLDS)
         if folds != 0:
             _int("predictor.cv_folds", folds, 2, self.n)

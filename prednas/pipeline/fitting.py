@@ -10,6 +10,10 @@ out-of-fold predictions (pooling keeps tau meaningful when folds hold only a han
 (MACs, FLOPs, params) on the triplets plus random architectures whose cost is computed.
 Its quality is Kendall's tau on fresh random architectures (analytic costs) or on the
 triplets (a measured latency).
+
+The main predictor is an ensemble of ``predictor.members`` networks (default: 3 for a size
+space, ``prednas.search.constrained.SIZE_MEMBERS``; 1 for a topology space). Cross-validation
+measures the recipe with one network per fold.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from prednas.pipeline.config import DEFAULT_FOLDS
-from prednas.predictors.fit import FitConfig, Predictor, fit_predictor, kendall_tau
+from prednas.predictors.fit import Ensemble, FitConfig, Predictor, fit_ensemble, fit_predictor, kendall_tau
 
 
 @contextlib.contextmanager
@@ -49,6 +53,13 @@ def fit_config(options: dict[str, Any]) -> FitConfig:
     return FitConfig(**{k: v for k, v in options.items() if k in names})
 
 
+def ensemble_size(options: dict[str, Any], space: Any) -> int:
+    """``predictor.members``, by default 3 for a size space and 1 for a topology space."""
+    from prednas.search.constrained import SIZE_MEMBERS
+
+    return int(options.get("members", SIZE_MEMBERS if getattr(space, "kind", None) == "size" else 1))
+
+
 def cross_validate(space: Any, x: np.ndarray, y: np.ndarray, config: FitConfig, *, folds: int, seed: int,
                    rng: np.random.Generator) -> dict[str, float]:
     """Kendall tau and RMSE of out-of-fold predictions (folds drawn by ``rng``)."""
@@ -63,7 +74,7 @@ def cross_validate(space: Any, x: np.ndarray, y: np.ndarray, config: FitConfig, 
 
 def fit_main_and_aux(space: Any, archs: list[Any], accuracy: np.ndarray, costs: list[dict[str, float]],
                      options: dict[str, Any], *, aux_metric: str | None, seed: int,
-                     cv_seed: int) -> tuple[Predictor, Predictor | None, dict[str, dict[str, float]]]:
+                     cv_seed: int) -> tuple[Predictor | Ensemble, Predictor | None, dict[str, dict[str, float]]]:
     """The main predictor with its cross-validated quality, and the auxiliary one when ``aux_metric`` is set."""
     from prednas.search import constrained
 
@@ -74,7 +85,8 @@ def fit_main_and_aux(space: Any, archs: list[Any], accuracy: np.ndarray, costs: 
     config = fit_config(options)
     quality = _cv_quality(space, x, accuracy, options, config, seed=seed, cv_seed=cv_seed)
     records = [constrained.Measured(a, float(y), c) for a, y, c in zip(archs, accuracy, costs, strict=True)]
-    main, aux = constrained.fit_predictors(space, records, aux_metric=aux_metric, seed=seed, config=config)
+    main, aux = constrained.fit_predictors(space, records, aux_metric=aux_metric, seed=seed, config=config,
+                                           members=ensemble_size(options, space))
     quality["train_kendall_tau"] = kendall_tau(main.predict(x), accuracy)
     return main, aux, {"accuracy": quality, aux_metric: _aux_quality(space, aux, records, aux_metric, cv_seed)}
 
@@ -102,10 +114,10 @@ def _cv_quality(space: Any, x: np.ndarray, y: np.ndarray, options: dict[str, Any
 
 
 def fit_with_cv(space: Any, x: np.ndarray, y: np.ndarray, options: dict[str, Any], *, seed: int,
-                cv_seed: int) -> tuple[Predictor, dict[str, float]]:
+                cv_seed: int) -> tuple[Predictor | Ensemble, dict[str, float]]:
     """A predictor fitted on all of (x, y) and its cross-validated quality (empty with cv_folds 0)."""
     config = fit_config(options)
     quality = _cv_quality(space, x, y, options, config, seed=seed, cv_seed=cv_seed)
-    predictor = fit_predictor(space, x, y, seed=seed, config=config)
+    predictor = fit_ensemble(space, x, y, seed=seed, members=ensemble_size(options, space), config=config)
     quality["train_kendall_tau"] = kendall_tau(predictor.predict(x), y)
     return predictor, quality

@@ -71,16 +71,59 @@ class Predictor:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, space: Any, data: bytes) -> Predictor:
-        """Inverse of ``state_bytes``; refuses anything but tensors and numbers."""
+    def from_bytes(cls, space: Any, data: bytes) -> Predictor | Ensemble:
+        """Inverse of ``state_bytes`` (and of ``Ensemble.state_bytes``); refuses anything but tensors and numbers."""
         try:
             state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-            network = build_network(space)
-            network.load_state_dict(state["state_dict"])
-            return cls(space, network, float(state["mean"]), float(state["std"]))
+            if "members" in state:
+                return Ensemble([cls._from_state(space, m) for m in state["members"]])
+            return cls._from_state(space, state)
         except Exception as exc:  # noqa: BLE001 - any failure means the file is not ours
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise PredNASError(f"not a prednas predictor for space {space.name!r}: {reason}") from None
+
+    @classmethod
+    def _from_state(cls, space: Any, state: dict[str, Any]) -> Predictor:
+        network = build_network(space)
+        network.load_state_dict(state["state_dict"])
+        return cls(space, network, float(state["mean"]), float(state["std"]))
+
+
+class Ensemble:
+    """Several predictors of one target acting as one: the mean is the score, the spread the uncertainty."""
+
+    def __init__(self, members: list[Predictor]) -> None:
+        if not members:
+            raise PredNASError("an ensemble needs at least one member")
+        self.members = members
+        self.space = members[0].space
+
+    def __call__(self, encodings: torch.Tensor) -> torch.Tensor:
+        """Mean standardised score (differentiable; for gradient search)."""
+        return torch.stack([m(encodings) for m in self.members]).mean(dim=0)
+
+    def predict(self, encodings: np.ndarray) -> np.ndarray:
+        """Mean prediction of encodings, in target units."""
+        return np.mean([m.predict(encodings) for m in self.members], axis=0)
+
+    def predict_archs(self, archs: list[Any]) -> np.ndarray:
+        """Mean prediction, in target units."""
+        return self.predict_with_std(archs)[0]
+
+    def predict_with_std(self, archs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of the members' predictions."""
+        if not archs:
+            return np.zeros(0), np.zeros(0)
+        encodings = np.stack([self.space.encode(a) for a in archs])
+        preds = np.stack([m.predict(encodings) for m in self.members])
+        return preds.mean(axis=0), preds.std(axis=0)
+
+    def state_bytes(self) -> bytes:
+        """Every member's weights and standardisation, loadable with ``Predictor.from_bytes``."""
+        buf = io.BytesIO()
+        torch.save({"members": [{"state_dict": m.network.state_dict(), "mean": m.mean, "std": m.std}
+                                for m in self.members]}, buf)
+        return buf.getvalue()
 
 
 def fit_predictor(
@@ -106,6 +149,18 @@ def fit_predictor(
             network.load_state_dict(init)
         _train(network, x, z, config)
     return Predictor(space, network, mean, std)
+
+
+def fit_ensemble(space: Any, encodings: np.ndarray, targets: np.ndarray, *, seed: int, members: int,
+                 config: FitConfig = FitConfig()) -> Predictor | Ensemble:
+    """``members`` predictors fitted from seeds ``seed, seed + 1000, ...``; a lone Predictor when ``members`` is 1.
+
+    Member 0 is exactly ``fit_predictor(..., seed=seed)``, so one member reproduces a single fit.
+    """
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise PredNASError(f"predictor members must be a positive integer, got {members!r}")
+    fitted = [fit_predictor(space, encodings, targets, seed=seed + 1000 * m, config=config) for m in range(members)]
+    return fitted[0] if members == 1 else Ensemble(fitted)
 
 
 def _train(network: nn.Module, x: torch.Tensor, z: torch.Tensor, config: FitConfig) -> None:

@@ -21,31 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from prednas.predictors.fit import Predictor
+from prednas.predictors.fit import Ensemble
 
-
-class Ensemble:
-    """Several predictors of one target acting as one."""
-
-    def __init__(self, members: list[Predictor]) -> None:
-        self.members = members
-        self.space = members[0].space
-
-    def __call__(self, encodings: torch.Tensor) -> torch.Tensor:
-        """Mean standardised score (differentiable; for gradient search)."""
-        return torch.stack([m(encodings) for m in self.members]).mean(dim=0)
-
-    def predict_archs(self, archs: list[Any]) -> np.ndarray:
-        """Mean prediction, in target units."""
-        return self.predict_with_std(archs)[0]
-
-    def predict_with_std(self, archs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of the members' predictions."""
-        if not archs:
-            return np.zeros(0), np.zeros(0)
-        encodings = np.stack([self.space.encode(a) for a in archs])
-        preds = np.stack([m.predict(encodings) for m in self.members])
-        return preds.mean(axis=0), preds.std(axis=0)
+__all__ = ["Ensemble", "acquire", "can_enumerate", "enumerate_classes", "pretrained_state"]
 
 
 def acquire(ensemble: Ensemble, archs: list[Any], kind: str, beta: float) -> np.ndarray:
