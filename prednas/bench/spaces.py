@@ -123,7 +123,8 @@ def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int
     Two random-shooting budgets: ``random`` draws as many architectures as gradient search
     scored relaxed points (``alphas x starts x steps``), ``random_explored`` as many as it
     visited distinct architectures, the paper's count ("we randomly sample 100000 models
-    following the number of models explored in gradient search").
+    following the number of models explored in gradient search"). Both methods score with the
+    same main predictor, an ensemble of ``members`` MLPs (the size spaces' default, 3).
     """
     from prednas.search.constrained import (
         ConstrainedConfig,
