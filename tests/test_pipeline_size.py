@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pipeline_checks import shared_tracking, stored_trials
 
 from prednas.pipeline.config import load_config
 from prednas.pipeline.context import stage
 from prednas.predictors.fit import Ensemble, Predictor
 from prednas.store import open_store
-from tests.pipeline_checks import shared_tracking, stored_trials
 
 
 @pytest.fixture(autouse=True, scope="module")
