@@ -11,21 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from pipeline_checks import shared_tracking, stored_trials
 
 from prednas.pipeline.config import load_config
 from prednas.pipeline.context import stage
+from prednas.pipeline.fitting import one_thread
 from prednas.predictors.fit import Ensemble, Predictor
 from prednas.store import open_store
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

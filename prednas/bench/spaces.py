@@ -117,16 +117,17 @@ def synthetic_accuracy(arch: Any) -> float:
 
 def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int = 15, delta: float = 0.05,
                        config: Any = None, fit: Any = None, aux_samples: int = 1000,
-                       members: int = 3) -> dict[str, Any]:
+                       members: int | None = None) -> dict[str, Any]:
     """Fig. 4 on AnyNet with ``synthetic_accuracy``: top-``top`` mean true score per MACs target.
 
     Two random-shooting budgets: ``random`` draws as many architectures as gradient search
     scored relaxed points (``alphas x starts x steps``), ``random_explored`` as many as it
     visited distinct architectures, the paper's count ("we randomly sample 100000 models
     following the number of models explored in gradient search"). Both methods score with the
-    same main predictor, an ensemble of ``members`` MLPs (the size spaces' default, 3).
+    same main predictor, an ensemble of ``members`` MLPs (default ``SIZE_MEMBERS``).
     """
     from prednas.search.constrained import (
+        SIZE_MEMBERS,
         ConstrainedConfig,
         Measured,
         constrained_search,
@@ -137,6 +138,7 @@ def gradient_vs_random(targets: list[float], *, seed: int, n: int = 30, top: int
 
     space = get_space("anynet")
     config = config or ConstrainedConfig()
+    members = members or SIZE_MEMBERS
     rng = np.random.default_rng(seed)
     records = [Measured(a, synthetic_accuracy(a)) for a in (space.sample(rng) for _ in range(n))]
     main, aux = fit_predictors(space, records, aux_metric="macs", seed=seed, config=fit, aux_samples=aux_samples,

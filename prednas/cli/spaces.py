@@ -185,8 +185,8 @@ def size_config(starts: int | None, steps: int, radius: float, alphas: str | Non
 @click.option("--penalty", type=click.Choice(("window", "linear")), default="window", show_default=True,
               help="Cost term alpha weighs: distance outside the window, or the paper's predicted cost.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Predictor epochs.")
-@click.option("--members", type=click.IntRange(min=1), default=3, show_default=True,
-              help="MLPs in the main predictor's ensemble (fitted from seeds seed, seed+1000, ...).")
+@click.option("--members", type=click.IntRange(min=1), default=None,
+              help="MLPs in the main predictor's ensemble, fitted from seeds seed, seed+1000, ...  [default: 3].")
 @click.option("--aux-samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Random architectures added to an analytic auxiliary predictor's training set.")
 @click.option("--input-size", type=int, default=None, help="Input side for the cost [default: 224 / 640].")
@@ -195,13 +195,13 @@ def size_config(starts: int | None, steps: int, radius: float, alphas: str | Non
               help="Also write the whole pool as JSON.")
 def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: str | None, seed: int,
            starts: int | None, steps: int, radius: float, alphas: str | None, penalty: str, epochs: int,
-           members: int, aux_samples: int, input_size: int | None,
+           members: int | None, aux_samples: int, input_size: int | None,
            num_classes: int | None, json_path: Path | None, **targets: str | None) -> None:
     """Algorithm 1 under a cost target: fit the MLPs on the triplets, search an alpha grid, print the pool."""
     import numpy as np
 
     from prednas.predictors.fit import FitConfig
-    from prednas.search.constrained import constrained_search, fit_predictors, load_triplets
+    from prednas.search.constrained import SIZE_MEMBERS, constrained_search, fit_predictors, load_triplets
     from prednas.search.gradient import CostWindow
 
     metric, target, half = _window(targets, delta)
@@ -209,7 +209,7 @@ def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: 
     records = load_triplets(triplets, space)
     aux_metric = aux_metric or metric
     main, aux = fit_predictors(space, records, aux_metric=aux_metric, seed=seed, config=FitConfig(epochs=epochs),
-                               aux_samples=aux_samples, members=members)
+                               aux_samples=aux_samples, members=members or SIZE_MEMBERS)
     config = size_config(starts, steps, radius, alphas, penalty)
     window = CostWindow(metric, target, half)
     pool = constrained_search(space, main, aux, window, rng=np.random.default_rng(seed), config=config,

@@ -118,14 +118,14 @@ def bench_cost_throughput(space_name: str, archs: int, counted: int, cpu: int, s
 @click.option("--penalty", type=click.Choice(("window", "linear")), default="window", show_default=True,
               help="Gradient search's cost term: distance outside the window, or the paper's predicted cost.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Predictor epochs.")
-@click.option("--members", type=click.IntRange(min=1), default=3, show_default=True,
-              help="MLPs in the main predictor's ensemble, which both methods use.")
+@click.option("--members", type=click.IntRange(min=1), default=None,
+              help="MLPs in the main predictor's ensemble, which both methods use  [default: 3].")
 @click.option("--aux-samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Random architectures (analytic MACs) added to the auxiliary predictor's training set.")
 @_JSON
 def bench_size_search(targets: str, delta: float, repeats: int, seed: int, starts: int | None, steps: int,
                       radius: float, alphas: str | None,
-                      penalty: str, epochs: int, members: int, aux_samples: int, json_path: Path | None) -> None:
+                      penalty: str, epochs: int, members: int | None, aux_samples: int, json_path: Path | None) -> None:
     """Gradient search vs random shooting on AnyNet (synthetic accuracy, 30 samples, equal predictor evaluations)."""
     import numpy as np
     from rich.console import Console
@@ -133,12 +133,13 @@ def bench_size_search(targets: str, delta: float, repeats: int, seed: int, start
     from prednas.bench.spaces import gradient_vs_random
     from prednas.cli.spaces import size_config
     from prednas.predictors.fit import FitConfig
-    from prednas.search.constrained import parse_quantity
+    from prednas.search.constrained import SIZE_MEMBERS, parse_quantity
 
     values = [parse_quantity(t, "--targets") for t in targets.split(",") if t.strip()]
     if not 0 < delta < 1:
         raise PredNASError(f"--delta {delta}: expected a fraction between 0 and 1")
     config = size_config(starts, steps, radius, alphas, penalty)
+    members = members or SIZE_MEMBERS
     reports = [gradient_vs_random(values, seed=seed + r, delta=delta, config=config, fit=FitConfig(epochs=epochs),
                                   aux_samples=aux_samples, members=members) for r in range(repeats)]
     table = _table(f"AnyNet, synthetic accuracy, penalty {penalty}: mean true score of the top 15 in the MACs "
