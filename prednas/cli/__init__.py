@@ -61,7 +61,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 @main.group()
 def bench() -> None:
-    """Benchmarks that print figures (see the README's results section)."""
+    """Benchmarks that print figures (see docs/results.md)."""
 
 
 for _name in COMMAND_MODULES:
