@@ -96,6 +96,8 @@ def check_space(entry: EvaluatorEntry, space: str) -> None:
 
 register_evaluator("nb201-table", "prednas.evaluators.nb201_table:NB201TableEvaluator", spaces=("nb201",),
                    options=("dataset", "signal"))
+register_evaluator("natssss-table", "prednas.evaluators.natssss_table:NatsSssTableEvaluator", spaces=("natssss",),
+                   options=("dataset", "signal"))
 register_evaluator("classification", "prednas.evaluators.classification:ClassificationEvaluator", spaces=("anynet",),
                    trains=True, claim_ttl_s=6 * 3600.0)
 register_evaluator("detection", "prednas.evaluators.detection:DetectionEvaluator", spaces=("yolox",),

@@ -51,7 +51,14 @@ def _yolox() -> SearchSpace:
     return YOLOXSpace()
 
 
+def _natssss() -> SearchSpace:
+    from prednas.spaces.natssss import NatsSssSpace
+
+    return NatsSssSpace()
+
+
 register_space("anynet", _anynet)
 register_space("yolox", _yolox)
+register_space("natssss", _natssss)
 
 __all__ = ["SearchSpace", "arch_id", "get_space", "register_space", "space_names"]
