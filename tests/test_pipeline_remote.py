@@ -34,6 +34,9 @@ class FakeClient:
         self.calls.append(("run", kwargs))
         return SimpleNamespace(run_id="run-123")
 
+    def get_run(self, run_id: str) -> Any:
+        return SimpleNamespace(run_id=run_id)
+
     def create_experiment(self, name: str, namespace: str | None = None) -> Any:
         return SimpleNamespace(experiment_id=f"exp-{name}")
 
@@ -46,6 +49,9 @@ class FakeClient:
         self.calls.append(("recurring", kwargs))
         return SimpleNamespace(recurring_run_id="rr-456")
 
+    def get_recurring_run(self, recurring_run_id: str) -> Any:
+        return SimpleNamespace(recurring_run_id=recurring_run_id)
+
 
 @pytest.fixture
 def kfp_api(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
@@ -53,7 +59,7 @@ def kfp_api(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
 
     FakeClient.instances, FakeClient.existing = [], {}
     monkeypatch.setattr(kfp, "Client", FakeClient)
-    monkeypatch.setattr(remote, "probe", lambda host: None)
+    monkeypatch.setattr(remote, "probe", lambda *args, **kwargs: None)
     return FakeClient
 
 
@@ -72,7 +78,7 @@ def test_schedule_defaults_to_one_run_at_a_time_and_no_catch_up(kfp_api: type[Fa
     spec = load_config()
     result = remote.schedule(spec, host="http://kfp.example:8080", cron="0 0 3 * * *", experiment="prednas",
                              job_name="nightly")
-    assert result["recurring_run_id"] == "rr-456" and result["created"]
+    assert result["recurring_run_id"] == "rr-456" and result["status"] == "created"
     (kind, call), = kfp_api.instances[0].calls
     assert kind == "recurring" and call["cron_expression"] == "0 0 3 * * *"
     assert call["max_concurrency"] == 1 and call["no_catchup"] is True and call["job_name"] == "nightly"
@@ -82,7 +88,7 @@ def test_scheduling_twice_keeps_one_recurring_run(kfp_api: type[FakeClient]) -> 
     kfp_api.existing = {"nightly": "rr-existing"}
     result = remote.schedule(load_config(), host="http://kfp.example:8080", cron="0 0 3 * * *",
                              experiment="prednas", job_name="nightly")
-    assert result["recurring_run_id"] == "rr-existing" and not result["created"]
+    assert result["recurring_run_id"] == "rr-existing" and result["status"] == "exists"
     assert kfp_api.instances[0].calls == []
 
 

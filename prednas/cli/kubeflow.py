@@ -50,7 +50,7 @@ def submit(host: str, namespace: str | None, service_account: str | None, **kwar
 
     spec = load_spec(kwargs)
     result = submit_run(spec, host=host, experiment=spec.experiment, namespace=namespace,
-                        service_account=service_account)
+                        service_account=service_account, show_kfp_output=_debug())
     click.echo(f"run {result['run_id']} created: {result['url']}")
 
 
@@ -64,19 +64,33 @@ def submit(host: str, namespace: str | None, service_account: str | None, **kwar
               help="Replay the slots missed while the schedule was paused.")
 @click.option("--start-time", default=None, help="RFC 3339 time of the first run (default: now).")
 @click.option("--end-time", default=None, help="RFC 3339 time after which no run starts.")
+@click.option("--replace", is_flag=True,
+              help="Replace a recurring run of the same --job-name instead of keeping it.")
 def schedule(host: str, namespace: str | None, service_account: str | None, cron: str, job_name: str | None,
              max_concurrency: int, catchup: bool, start_time: str | None, end_time: str | None,
-             **kwargs: Any) -> None:
+             replace: bool, **kwargs: Any) -> None:
     """Create a recurring run: each run warm-starts from everything earlier runs measured."""
     from prednas.pipeline.remote import check_cron
     from prednas.pipeline.remote import schedule as schedule_runs
 
     check_cron(cron)
     spec = load_spec(kwargs)
-    result = schedule_runs(spec, host=host, cron=cron, experiment=spec.experiment,
-                           job_name=job_name or f"prednas-{spec.space}", max_concurrency=max_concurrency,
-                           catchup=catchup, namespace=namespace, service_account=service_account,
-                           start_time=start_time, end_time=end_time)
-    verb = "created" if result["created"] else "already exists"
-    click.echo(f"recurring run {job_name or f'prednas-{spec.space}'} ({result['recurring_run_id']}) {verb} "
-               f"in experiment {result['experiment_id']}")
+    name = job_name or f"prednas-{spec.space}"
+    result = schedule_runs(spec, host=host, cron=cron, experiment=spec.experiment, job_name=name,
+                           max_concurrency=max_concurrency, catchup=catchup, namespace=namespace,
+                           service_account=service_account, start_time=start_time, end_time=end_time,
+                           replace_existing=replace, show_kfp_output=_debug())
+    where = f"in experiment {spec.experiment} ({result['experiment_id']})"
+    if result["status"] == "exists":
+        click.echo(f"recurring run {name} ({result['recurring_run_id']}) already exists {where}; "
+                   "kept (--replace replaces it)")
+    elif result["status"] == "replaced":
+        click.echo(f"recurring run {name} ({result['recurring_run_id']}) replaced {result['replaced_id']} {where}")
+    else:
+        click.echo(f"recurring run {name} ({result['recurring_run_id']}) created {where}")
+
+
+def _debug() -> bool:
+    """Whether ``prednas --debug`` was given (kfp's own output is then shown)."""
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().obj and context.find_root().obj.get("debug"))

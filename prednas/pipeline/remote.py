@@ -3,14 +3,21 @@
 A submitted run gets every search parameter explicitly (the config's values), with the
 in-cluster MLflow service and S3 store of ``manifests/`` where the config leaves the
 tracking URI or store empty. Credentials never travel with the run: the KFP endpoint is
-reached with kfp's own mechanisms (``KF_PIPELINES_SA_TOKEN_PATH``, kube context, a token
-in ``KFP_EXISTING_TOKEN``), and steps read S3 credentials from the cluster's Secret.
+reached with a bearer token from ``KFP_EXISTING_TOKEN`` or the file named by
+``KF_PIPELINES_SA_TOKEN_PATH`` (none on a port-forward), and steps read S3 credentials from
+the cluster's Secret.
 
 Schedules use KFP's six-field cron (``second minute hour day-of-month month day-of-week``),
 one concurrent run by default and no catch-up of runs missed while paused: a recurring
 search warm-starts from the triplet store, so replaying missed slots adds nothing.
 Scheduling is idempotent by name: an experiment's recurring run of that name is kept, so
-a GitOps Job may register it on every sync.
+a GitOps Job may register it on every sync; ``replace_existing`` deletes it and creates the
+new schedule instead.
+
+Nothing is reported that the API did not confirm: the endpoint is probed once before kfp
+is used (a login redirect, 401/403, 404 or 5xx is one line naming it, instead of kfp's
+retries and tracebacks), and a created run or recurring run is read back by its id. kfp's
+own prints, warnings and retry logging stay off the terminal unless asked for.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import os
 import re
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
@@ -80,28 +88,79 @@ def compile_package(spec: SearchSpec, path: str | Path) -> Path:
                             memory=spec.resources.memory, defaults=spec.to_arguments())
 
 
+LOGIN_HINT = "pass a token (KFP_EXISTING_TOKEN or KF_PIPELINES_SA_TOKEN_PATH) or use the in-cluster address"
+HEALTHZ = "/apis/v2beta1/healthz"
+
+
+def token() -> str | None:
+    """The bearer token for the KFP API: ``KFP_EXISTING_TOKEN``, else the file ``KF_PIPELINES_SA_TOKEN_PATH`` names."""
+    if os.environ.get("KFP_EXISTING_TOKEN"):
+        return os.environ["KFP_EXISTING_TOKEN"].strip()
+    path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as exc:
+        raise PredNASError(f"cannot read the token file KF_PIPELINES_SA_TOKEN_PATH={path}: {exc.strerror}") from None
+
+
+def http_failure(host: str, status: int, reason: str, location: str | None = None) -> PredNASError:
+    """One line naming what an HTTP answer of the KFP API means for the user."""
+    where = f"Kubeflow Pipelines at {host}"
+    answer = f"{status} {reason}".strip()
+    if 300 <= status < 400 and location and urllib.parse.urlsplit(location).path.endswith(HEALTHZ):
+        return PredNASError(f"{where}: the host redirected to {location}: pass that address (less "
+                            f"{HEALTHZ}) as --host")
+    if 300 <= status < 400:
+        target = f" ({location})" if location else ""
+        return PredNASError(f"{where}: the host redirected to a login page{target}: {LOGIN_HINT}")
+    if status == 401:
+        return PredNASError(f"{where} refused the request ({answer}): {LOGIN_HINT}")
+    if status == 403:
+        return PredNASError(f"{where} refused the request ({answer}): the token's identity may not use this "
+                            "namespace; pass --namespace with your profile")
+    if status == 404:
+        return PredNASError(f"{where} has no pipelines API ({answer}): check --host (the address of the "
+                            "Kubeflow Pipelines UI or API, e.g. http://localhost:8080)")
+    if status >= 500:
+        return PredNASError(f"{where} failed with a server error ({answer}): check the ml-pipeline service "
+                            "and its logs, then retry")
+    return PredNASError(f"{where} answered {answer}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect surfaces as an HTTPError with its 3xx status
+
+
+def probe(host: str, bearer: str | None = None, timeout_s: float = 10.0) -> None:
+    """One request to KFP's health endpoint; anything but the API's JSON answer is one line naming it."""
+    request = urllib.request.Request(f"{host.rstrip('/')}{HEALTHZ}", headers={"Accept": "application/json"})
+    if bearer:
+        request.add_header("Authorization", f"Bearer {bearer}")
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout_s) as answer:
+            kind, body = answer.headers.get_content_type(), answer.read(65536)
+    except urllib.error.HTTPError as exc:
+        raise http_failure(host, exc.code, exc.reason, exc.headers.get("Location")) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise PredNASError(f"Kubeflow Pipelines at {host} unreachable: {getattr(exc, 'reason', exc)}") from None
+    if kind != "application/json" or not body.lstrip().startswith(b"{"):
+        raise PredNASError(f"Kubeflow Pipelines at {host} answered with a web page ({kind}), not the pipelines "
+                           f"API (a login page?): {LOGIN_HINT}")
+
+
 def client(host: str, namespace: str | None = None) -> Any:
-    """A kfp.Client for ``host``; an unreachable or refusing endpoint is one line."""
+    """A kfp.Client for ``host``, after one probe: an unreachable or refusing endpoint is one line."""
     import kfp
 
     if not re.match(r"^https?://[^\s/]+", host or ""):
         raise PredNASError(f"bad Kubeflow Pipelines host {host!r}; expected http(s)://host[:port][/path]")
-    probe(host)
+    bearer = token()
+    probe(host, bearer)
     with _kfp_errors(host, "connect to"):
-        return kfp.Client(host=host, namespace=namespace or "kubeflow",
-                          existing_token=os.environ.get("KFP_EXISTING_TOKEN") or None)
-
-
-def probe(host: str, timeout_s: float = 10.0) -> None:
-    """One request to KFP's health endpoint: an unreachable host fails here, once, in one line."""
-    url = f"{host.rstrip('/')}/apis/v2beta1/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered: authentication and routing are kfp's business
-    except (urllib.error.URLError, OSError) as exc:
-        raise PredNASError(f"Kubeflow Pipelines at {host} unreachable: {getattr(exc, 'reason', exc)}") from None
+        return kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=bearer)
 
 
 @contextlib.contextmanager
@@ -112,9 +171,42 @@ def _kfp_errors(host: str, action: str) -> Iterator[None]:
     except PredNASError:
         raise
     except Exception as exc:  # noqa: BLE001 - kfp raises ApiException, urllib3 and its own TimeoutError
+        status = getattr(exc, "status", None)
+        if isinstance(status, int) and status >= 300:
+            headers = getattr(exc, "headers", None) or {}
+            raise http_failure(host, status, str(getattr(exc, "reason", "") or ""), headers.get("Location")) from None
         text = str(exc).strip()
         reason = getattr(exc, "reason", None) or (text.splitlines()[0] if text else type(exc).__name__)
         raise PredNASError(f"Kubeflow Pipelines at {host} failed to {action}: {reason}") from None
+
+
+@contextlib.contextmanager
+def kfp_output(show: bool = False) -> Iterator[None]:
+    """Keep kfp's prints, warnings and retry logging off the terminal, or show them on stderr (``--debug``)."""
+    import io
+    import logging
+    import sys
+    import warnings
+
+    root = logging.getLogger()
+    handler: logging.Handler = logging.StreamHandler(sys.stderr) if show else logging.NullHandler()
+    level = root.level
+    root.addHandler(handler)
+    if show:
+        root.setLevel(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(sys.stderr if show else io.StringIO()), warnings.catch_warnings():
+            if not show:
+                warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _identifier(value: Any) -> str | None:
+    """An id the API answered with, or None for a missing or empty one."""
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 @contextlib.contextmanager
@@ -124,39 +216,75 @@ def _package(spec: SearchSpec) -> Iterator[Path]:
 
 
 def submit(spec: SearchSpec, *, host: str, experiment: str, run_name: str | None = None,
-           namespace: str | None = None, service_account: str | None = None) -> dict[str, str]:
-    """Create one run of the pipeline; returns its id and the URL of its page."""
+           namespace: str | None = None, service_account: str | None = None,
+           show_kfp_output: bool = False) -> dict[str, str]:
+    """Create one run of the pipeline and read it back; returns its id and the URL of its page."""
     spec = cluster_spec(spec)
-    kfp_client = client(host, namespace)
-    with _package(spec) as package, _kfp_errors(host, "create the run"):
-        result = kfp_client.create_run_from_pipeline_package(
-            str(package), arguments=spec.to_arguments(), run_name=run_name or spec.run_name or None,
-            experiment_name=experiment, namespace=namespace, service_account=service_account,
-            enable_caching=False)
-    return {"run_id": str(result.run_id), "url": f"{host.rstrip('/')}/#/runs/details/{result.run_id}"}
+    with kfp_output(show_kfp_output):
+        kfp_client = client(host, namespace)
+        with _package(spec) as package, _kfp_errors(host, "create the run"):
+            result = kfp_client.create_run_from_pipeline_package(
+                str(package), arguments=spec.to_arguments(), run_name=run_name or spec.run_name or None,
+                experiment_name=experiment, namespace=namespace, service_account=service_account,
+                enable_caching=False)
+        run_id = _identifier(getattr(result, "run_id", None))
+        if run_id is None:
+            raise PredNASError(f"Kubeflow Pipelines at {host} answered without a run id, so no run was created "
+                               f"(a login page or proxy in between?): {LOGIN_HINT}")
+        with _kfp_errors(host, f"find the run {run_id} it created"):
+            found = _identifier(getattr(kfp_client.get_run(run_id), "run_id", None))
+        if found != run_id:
+            raise PredNASError(f"Kubeflow Pipelines at {host} answered with run id {run_id} but has no such run")
+    return {"run_id": run_id, "url": f"{host.rstrip('/')}/#/runs/details/{run_id}"}
 
 
 def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_name: str,
              max_concurrency: int = 1, catchup: bool = False, namespace: str | None = None,
              service_account: str | None = None, start_time: str | None = None,
-             end_time: str | None = None) -> dict[str, str]:
-    """Create a recurring run, unless the experiment has one of that name; returns its id."""
+             end_time: str | None = None, replace_existing: bool = False,
+             show_kfp_output: bool = False) -> dict[str, str]:
+    """Create a recurring run and read it back; one of that name is kept, or replaced with ``replace_existing``.
+
+    Returns ``recurring_run_id``, ``experiment_id``, ``status`` (``created``, ``exists`` or
+    ``replaced``) and, when replaced, ``replaced_id``.
+    """
     cron = check_cron(cron)
     if not 1 <= max_concurrency <= 10:
         raise PredNASError(f"max_concurrency must be in [1, 10] (KFP's limit), got {max_concurrency}")
     spec = cluster_spec(spec)
-    kfp_client = client(host, namespace)
-    with _package(spec) as package, _kfp_errors(host, "create the recurring run"):
-        exp = kfp_client.create_experiment(experiment, namespace=namespace)
-        existing = _recurring_run(kfp_client, exp.experiment_id, job_name)
+    with kfp_output(show_kfp_output):
+        kfp_client = client(host, namespace)
+        with _kfp_errors(host, f"create the experiment {experiment!r}"):
+            experiment_id = _identifier(getattr(kfp_client.create_experiment(experiment, namespace=namespace),
+                                                "experiment_id", None))
+        if experiment_id is None:
+            raise PredNASError(f"Kubeflow Pipelines at {host} answered without an experiment id for "
+                               f"{experiment!r} (a login page or proxy in between?): {LOGIN_HINT}")
+        out = {"experiment_id": experiment_id, "status": "created"}
+        with _kfp_errors(host, "list the recurring runs"):
+            existing = _recurring_run(kfp_client, experiment_id, job_name)
+        if existing is not None and not replace_existing:
+            return {**out, "recurring_run_id": existing, "status": "exists"}
         if existing is not None:
-            return {"recurring_run_id": existing, "experiment_id": str(exp.experiment_id), "created": ""}
-        job = kfp_client.create_recurring_run(
-            experiment_id=exp.experiment_id, job_name=job_name, cron_expression=cron,
-            max_concurrency=max_concurrency, no_catchup=not catchup, params=spec.to_arguments(),
-            pipeline_package_path=str(package), service_account=service_account, enable_caching=False,
-            start_time=start_time, end_time=end_time)
-    return {"recurring_run_id": str(job.recurring_run_id), "experiment_id": str(exp.experiment_id), "created": "yes"}
+            with _kfp_errors(host, f"delete the recurring run {existing}"):
+                kfp_client.delete_recurring_run(existing)
+            out |= {"status": "replaced", "replaced_id": existing}
+        with _package(spec) as package, _kfp_errors(host, "create the recurring run"):
+            job = kfp_client.create_recurring_run(
+                experiment_id=experiment_id, job_name=job_name, cron_expression=cron,
+                max_concurrency=max_concurrency, no_catchup=not catchup, params=spec.to_arguments(),
+                pipeline_package_path=str(package), service_account=service_account, enable_caching=False,
+                start_time=start_time, end_time=end_time)
+        job_id = _identifier(getattr(job, "recurring_run_id", None))
+        if job_id is None:
+            raise PredNASError(f"Kubeflow Pipelines at {host} answered without a recurring run id, so no schedule "
+                               f"was created (a login page or proxy in between?): {LOGIN_HINT}")
+        with _kfp_errors(host, f"find the recurring run {job_id} it created"):
+            found = _identifier(getattr(kfp_client.get_recurring_run(job_id), "recurring_run_id", None))
+        if found != job_id:
+            raise PredNASError(f"Kubeflow Pipelines at {host} answered with recurring run id {job_id} "
+                               "but has no such recurring run")
+    return {**out, "recurring_run_id": job_id}
 
 
 def _recurring_run(kfp_client: Any, experiment_id: str, name: str) -> str | None:
