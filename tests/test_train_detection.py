@@ -24,7 +24,17 @@ from prednas.train.coco import (
 )
 from prednas.train.detection import DetectionRecipe, coco_metrics, train_detector
 from prednas.train.runtime import build_seeded
-from prednas.train.simota import Anchors, aligned_iou, decode_boxes, dynamic_k_match, flatten_levels, yolox_loss
+from prednas.train.simota import (
+    Anchors,
+    aligned_iou,
+    class_cost,
+    decode_boxes,
+    dynamic_k_match,
+    flatten_levels,
+    pad_targets,
+    simota_assign,
+    yolox_loss,
+)
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini"
 needs_coco = pytest.mark.skipif(not COCO.exists(), reason="needs ../shared/data/coco_mini")
@@ -152,7 +162,52 @@ def test_dynamic_k_gives_a_shared_anchor_to_the_cheaper_box() -> None:
     assert positive.tolist() == [True, True, True]
     assert matched.tolist() == [0, 1, 1]  # anchor 1 is claimed by both; box 1 pays less for it
     positive, matched = dynamic_k_match(cost, torch.tensor([[0.9, 0.9, 0.0], [0.0, 0.6, 0.6]]))  # k = 1
-    assert positive.tolist() == [True, True, False] and matched.tolist() == [0, 1]
+    assert positive.tolist() == [True, True, False] and matched[positive].tolist() == [0, 1]
+    positive, _ = dynamic_k_match(cost, ious, valid=torch.tensor([True, False]))  # a padding row matches nothing
+    assert positive.tolist() == [True, True, False]
+
+
+def _random_batch(seed: int, c: int = 3, b: int = 4) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    levels = [torch.randn(b, 5 + c, s, s, generator=gen) for s in (8, 4, 2)]
+    targets = []
+    for i in range(b):
+        n = i * 2  # 0, 2, 4, 6 boxes: padding and an image without boxes
+        xy = torch.rand(n, 2, generator=gen) * 48
+        wh = torch.rand(n, 2, generator=gen) * 30 + 2
+        targets.append(torch.cat([torch.randint(0, c, (n, 1), generator=gen).float(), xy, xy + wh], 1))
+    return levels, targets
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_assignment_equals_image_by_image(seed: int) -> None:
+    levels, targets = _random_batch(seed)
+    raw, anchors = flatten_levels(levels, 3)
+    boxes = decode_boxes(raw[..., :4], anchors)
+    padded = pad_targets(targets)
+    assert padded.shape == (4, 6, 5) and (padded[0, :, 0] == -1).all()
+    fg, matched, ious = simota_assign(boxes, raw[..., 4], raw[..., 5:], padded[..., 1:], padded[..., 0].long(),
+                                      padded[..., 0] >= 0, anchors)
+    assert not fg[0].any()
+    for i, target in enumerate(targets[1:], start=1):
+        alone = pad_targets([target])
+        one = simota_assign(boxes[i:i + 1], raw[i:i + 1, :, 4], raw[i:i + 1, :, 5:], alone[..., 1:],
+                            alone[..., 0].long(), alone[..., 0] >= 0, anchors)
+        assert fg[i].any() and torch.equal(one[0][0], fg[i])
+        assert torch.equal(one[1][0][fg[i]], matched[i][fg[i]]) and torch.equal(one[2][0], ious[i])
+
+
+def test_class_cost_is_the_binary_cross_entropy_of_yolox() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.rand(2, 7, 4, generator=gen)
+    scores[0, 0, 1] = 0.0  # log(0): clamped at -100 as binary_cross_entropy clamps it
+    labels = torch.tensor([[1, 3, 0], [2, -1, -1]])
+    cost = class_cost(scores, labels)
+    for b in range(2):
+        for g in range(3):
+            onehot = torch.nn.functional.one_hot(labels[b, g].clamp(min=0), 4).float().expand(7, -1)
+            expected = torch.nn.functional.binary_cross_entropy(scores[b], onehot, reduction="none").sum(-1)
+            assert torch.allclose(cost[b, g], expected, rtol=1e-5)
 
 
 def test_flatten_accepts_both_output_layouts() -> None:
@@ -232,3 +287,18 @@ def test_recipe_validation() -> None:
     with pytest.raises(PredNASError, match="iou_loss"):
         DetectionRecipe(iou_loss="ciou")
     assert copy.deepcopy(DetectionRecipe(epochs=20)).no_aug_epochs == 15
+
+
+@needs_coco
+def test_persistent_workers_do_not_change_the_run() -> None:
+    from prednas.train.runtime import Runtime
+
+    train = load_coco_split(TRAIN_JSON, COCO / "images", limit=4)
+    recipe = DetectionRecipe(epochs=3, batch_size=2, input_size=64, warmup_epochs=1, no_aug_epochs=1, seed=1,
+                             ema=False)
+    runs = []
+    for workers in (0, 2):
+        model = build_seeded(lambda: tiny_detector(train.num_classes), 0)
+        runs.append(train_detector(model, train, train, recipe, Runtime(device="cpu", workers=workers)))
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    assert runs[0].metrics == runs[1].metrics

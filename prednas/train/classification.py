@@ -34,7 +34,7 @@ from torch import nn
 from prednas.errors import PredNASError
 from prednas.train.checkpoint import Checkpointer
 from prednas.train.data import ArraySplit, ClassificationData, make_batches
-from prednas.train.engine import TrainState, WarmupCosine, param_groups, place, run_epochs
+from prednas.train.engine import TrainState, WarmupCosine, make_sgd, place, run_epochs
 from prednas.train.runtime import Runtime, autocast, synchronize
 
 log = logging.getLogger("prednas.train")
@@ -193,7 +193,7 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
     generator = torch.Generator().manual_seed(recipe.seed)
     train_batches = make_batches(data.train, batch_size=recipe.batch_size, train=True, augment=recipe.augment,
                                  generator=generator, **common)
-    run = _make_state(model, recipe, len(train_batches), generator, device, amp)
+    run = training_state(model, recipe, len(train_batches), generator, device, amp)
     loaded = checkpointer.load() if checkpointer else None
     start = loaded[0] if loaded else 0
     if loaded is not None and "result" in loaded[1]:
@@ -237,10 +237,11 @@ def zero_init_residual(model: nn.Module) -> int:
     return count
 
 
-def _make_state(model: nn.Module, recipe: ClassificationRecipe, steps_per_epoch: int, generator: torch.Generator,
-                device: torch.device, amp: torch.dtype | None) -> TrainState:
-    optimizer = torch.optim.SGD(param_groups(model, recipe.weight_decay), lr=recipe.lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov and recipe.momentum > 0)
+def training_state(model: nn.Module, recipe: ClassificationRecipe, steps_per_epoch: int, generator: torch.Generator,
+                   device: torch.device, amp: torch.dtype | None) -> TrainState:
+    """The optimizer, schedule and scaler of a classifier run under ``recipe``."""
+    optimizer = make_sgd(model, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                         weight_decay=recipe.weight_decay, device=device)
     schedule = WarmupCosine(steps_per_epoch * recipe.epochs, round(recipe.warmup_epochs * steps_per_epoch),
                             recipe.warmup_factor)
     return TrainState(model, optimizer, schedule, generator, device, amp)

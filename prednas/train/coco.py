@@ -281,7 +281,11 @@ def mosaic(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], size: int,
 
 
 class DetectionDataset(torch.utils.data.Dataset):
-    """Training samples keyed by ``(index, seed)``: letterboxed (or mosaic) images and targets."""
+    """Training samples keyed by ``(index, seed)`` or ``(index, seed, mosaic)``: letterboxed or mosaic images.
+
+    A key without the flag follows ``self.mosaic``; the training loader puts it in the key,
+    because its persistent workers hold their own copies of the dataset.
+    """
 
     def __init__(self, split: CocoSplit, size: int, flip_prob: float = 0.5) -> None:
         self.records, self.size, self.flip_prob = split.records, size, flip_prob
@@ -300,13 +304,14 @@ class DetectionDataset(torch.utils.data.Dataset):
             image, boxes = hflip(image, boxes)
         return image, boxes, record.labels
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, Any]:
-        index, seed = key
+    def __getitem__(self, key: tuple[int, int] | tuple[int, int, bool]) -> tuple[Any, Any]:
+        index, seed = key[0], key[1]
+        use_mosaic = key[2] if len(key) > 2 else self.mosaic
         rng = np.random.default_rng(seed)
         first = self._load(index, rng)
         if first is None:
             return None, self.records[index].path
-        if self.mosaic:
+        if use_mosaic:
             others = [self._load(int(i), rng) for i in rng.integers(0, len(self.records), 3)]
             parts = [first] + [p for p in others if p is not None]
             parts += [first] * (4 - len(parts))

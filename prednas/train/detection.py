@@ -23,7 +23,7 @@ import io
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +34,9 @@ from prednas.errors import PredNASError
 from prednas.train.checkpoint import Checkpointer
 from prednas.train.classification import from_mapping
 from prednas.train.coco import CocoSplit, DetectionDataset, EvalImages, collate_detection
-from prednas.train.engine import ModelEMA, TrainState, YoloxWarmCos, param_groups, place, run_epochs
+from prednas.train.engine import ModelEMA, TrainState, YoloxWarmCos, make_sgd, place, run_epochs
 from prednas.train.runtime import Runtime, autocast, synchronize
-from prednas.train.simota import IOU_LOSSES, yolox_loss
+from prednas.train.simota import IOU_LOSSES, pad_targets, yolox_loss
 
 log = logging.getLogger("prednas.train")
 METRICS: tuple[str, ...] = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
@@ -175,31 +175,68 @@ def _to_coco(split: CocoSplit, index: int, scale: float, det: dict[str, torch.Te
             for b, s, label in zip(boxes, scores, labels, strict=True) if b[2] > b[0] and b[3] > b[1]]
 
 
-def _make_state(model: nn.Module, recipe: DetectionRecipe, steps_per_epoch: int, generator: torch.Generator,
-                device: torch.device, amp: torch.dtype | None) -> TrainState:
+def training_state(model: nn.Module, recipe: DetectionRecipe, steps_per_epoch: int, generator: torch.Generator,
+                   device: torch.device, amp: torch.dtype | None) -> TrainState:
+    """The optimizer, schedule, EMA and scaler of a detector run under ``recipe``."""
     lr = recipe.lr_per_image * recipe.batch_size
-    optimizer = torch.optim.SGD(param_groups(model, recipe.weight_decay), lr=lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov and recipe.momentum > 0)
+    optimizer = make_sgd(model, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                         weight_decay=recipe.weight_decay, device=device)
     schedule = YoloxWarmCos(steps_per_epoch * recipe.epochs, round(recipe.warmup_epochs * steps_per_epoch),
                             steps_per_epoch * recipe.no_aug_epochs, recipe.min_lr_ratio)
     ema = ModelEMA(model, recipe.ema_decay) if recipe.ema else None
     return TrainState(model, optimizer, schedule, generator, device, amp, ema)
 
 
-def _train_epoch(run: TrainState, dataset: DetectionDataset, recipe: DetectionRecipe, epoch: int,
-                 num_classes: int, amp: torch.dtype | None, channels_last: bool, workers: int) -> dict[str, float]:
+class EpochSampler(torch.utils.data.Sampler):
+    """Batches of ``(index, seed, mosaic)`` keys, drawn from the run's generator when an epoch starts.
+
+    One loader (and, with workers, one set of persistent worker processes) serves every
+    epoch; each ``iter`` draws the epoch's order and per-sample seeds at once, in the main
+    process, so a run depends on the seed alone and resumes exactly.
+    """
+
+    def __init__(self, size: int, batch_size: int, generator: torch.Generator) -> None:
+        self.size, self.batch_size, self.generator = size, batch_size, generator
+        self.drop_last = size > batch_size
+        self.mosaic = False
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size if self.drop_last else 1
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, bool]]]:
+        # A generator: the draws happen at the first batch, not at iter(). A multi-process
+        # DataLoader calls iter() twice when it starts and drops the first iterator unused.
+        order = torch.randperm(self.size, generator=self.generator).tolist()
+        seeds = torch.randint(0, 2**62, (self.size,), generator=self.generator).tolist()
+        keys = [(i, seed, self.mosaic) for i, seed in zip(order, seeds, strict=True)]
+        yield from torch.utils.data.BatchSampler(keys, self.batch_size, self.drop_last)
+
+
+def collate_training(items: list[tuple[Any, Any]]) -> tuple[torch.Tensor | None, torch.Tensor, list[str]]:
+    """Stack images and pad their targets to ``(B, G, 5)`` (in the worker, so they can be pinned)."""
+    images, targets, skipped = collate_detection(items)
+    return images, pad_targets(targets), skipped
+
+
+def training_loader(dataset: DetectionDataset, sampler: EpochSampler, workers: int,
+                    device: torch.device) -> torch.utils.data.DataLoader:
+    """The loader of a whole run: persistent workers, pinned batches on CUDA.
+
+    Its own generator seeds the workers' base seed (unused: every sample's draws come from
+    its key), so starting the loader leaves torch's global generator alone.
+    """
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                       collate_fn=collate_training, pin_memory=device.type == "cuda",
+                                       persistent_workers=workers > 0, generator=torch.Generator())
+
+
+def _train_epoch(run: TrainState, loader: torch.utils.data.DataLoader, recipe: DetectionRecipe, epoch: int,
+                 num_classes: int, channels_last: bool) -> dict[str, float]:
     late = epoch >= recipe.epochs - recipe.no_aug_epochs
-    dataset.mosaic = recipe.mosaic and not late
-    n = len(dataset)
-    order = torch.randperm(n, generator=run.generator).tolist()
-    seeds = torch.randint(0, 2**62, (n,), generator=run.generator).tolist()
-    batches = torch.utils.data.BatchSampler(list(zip(order, seeds, strict=True)), recipe.batch_size,
-                                            drop_last=n > recipe.batch_size)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                                         collate_fn=collate_detection, pin_memory=run.device.type == "cuda")
+    loader.batch_sampler.mosaic = recipe.mosaic and not late
     run.model.train()
     strides = getattr(run.model, "strides", (8, 16, 32))
-    sums = dict.fromkeys(("loss", "iou", "obj", "cls", "l1"), 0.0)
+    sums = {key: torch.zeros((), device=run.device) for key in ("loss", "iou", "obj", "cls", "l1")}
     seen = steps = 0
     skipped: list[str] = []
     start = time.perf_counter()
@@ -209,27 +246,28 @@ def _train_epoch(run: TrainState, dataset: DetectionDataset, recipe: DetectionRe
             x = images.to(run.device, non_blocking=True).float().div_(255.0)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(run.device, amp):
+            with autocast(run.device, run.amp):
                 outputs = run.model(x)
             losses = yolox_loss(outputs, targets, num_classes, strides, iou_type=recipe.iou_loss, use_l1=late,
                                 center_radius=recipe.center_radius)
             run.step(losses["loss"])
             for key in sums:
-                sums[key] += float(losses[key].detach())
+                sums[key] += losses[key].detach()
             seen += len(images)
             steps += 1
         run.scheduler.step()
     synchronize(run.device)
     seconds = time.perf_counter() - start
+    means = {key: float(value) / max(steps, 1) for key, value in sums.items()}
     if skipped:
         log.warning("epoch %d: skipped %d unreadable images (first: %s)", epoch + 1, len(skipped), skipped[0])
     if seen == 0:
         raise PredNASError(f"epoch {epoch + 1} had no readable training images ({len(skipped)} skipped)")
-    if not math.isfinite(sums["loss"]):
+    if not math.isfinite(means["loss"]):
         raise PredNASError(f"detector training diverged at epoch {epoch + 1}; lower lr_per_image "
                            f"({recipe.lr_per_image:g})")
-    return {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}, "seconds": seconds,
-            "images": seen, "iterations": steps, "skipped": len(skipped), "lr": run.optimizer.param_groups[0]["lr"]}
+    return {"epoch": epoch + 1, **means, "seconds": seconds, "images": seen, "iterations": steps,
+            "skipped": len(skipped), "lr": run.optimizer.param_groups[0]["lr"]}
 
 
 def train_detector(model: nn.Module, train: CocoSplit, val: CocoSplit, recipe: DetectionRecipe,
@@ -241,8 +279,9 @@ def train_detector(model: nn.Module, train: CocoSplit, val: CocoSplit, recipe: D
     device, amp, channels_last = place(model, runtime)
     workers = runtime.loader_workers(device)
     dataset = DetectionDataset(train, recipe.input_size, recipe.flip_prob)
-    steps = len(dataset) // recipe.batch_size if len(dataset) > recipe.batch_size else 1
-    run = _make_state(model, recipe, steps, torch.Generator().manual_seed(recipe.seed), device, amp)
+    sampler = EpochSampler(len(dataset), recipe.batch_size, torch.Generator().manual_seed(recipe.seed))
+    loader = training_loader(dataset, sampler, workers, device)
+    run = training_state(model, recipe, len(sampler), sampler.generator, device, amp)
     loaded = checkpointer.load() if checkpointer else None
     start = loaded[0] if loaded else 0
     if loaded is not None and "result" in loaded[1]:
@@ -261,8 +300,8 @@ def train_detector(model: nn.Module, train: CocoSplit, val: CocoSplit, recipe: D
         return {"metrics": metrics, "epochs": recipe.epochs, "skipped": int(skipped)} if final else None
 
     result = run_epochs(run, epochs=recipe.epochs, seed=recipe.seed, loaded=loaded, finish=finish,
-                        train_epoch=lambda epoch: _train_epoch(run, dataset, recipe, epoch, train.num_classes, amp,
-                                                               channels_last, workers),
+                        train_epoch=lambda epoch: _train_epoch(run, loader, recipe, epoch, train.num_classes,
+                                                               channels_last),
                         checkpointer=checkpointer, on_epoch=on_epoch)
     trained = run.history[start:]
     return DetectionResult(**result, resumed_from=start, wall_s=time.perf_counter() - started,

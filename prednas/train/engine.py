@@ -31,6 +31,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
+def make_sgd(model: nn.Module, *, lr: float, momentum: float, nesterov: bool, weight_decay: float,
+             device: torch.device) -> torch.optim.SGD:
+    """SGD over ``param_groups``; fused on CUDA (one kernel, and the grad scaler's inf check stays on the device)."""
+    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum,
+                           nesterov=nesterov and momentum > 0, fused=device.type == "cuda" or None)
+
+
 class WarmupCosine:
     """Learning-rate multiplier per iteration: linear warm-up from ``factor``, then cosine to zero (pycls)."""
 
@@ -76,11 +83,15 @@ class ModelEMA:
         self.updates += 1
         d = self.decay * (1.0 - math.exp(-self.updates / self.tau))
         current = model.state_dict()
+        averaged, source = [], []
         for name, value in self.module.state_dict().items():
             if value.dtype.is_floating_point:
-                value.mul_(d).add_(current[name].detach(), alpha=1.0 - d)
+                averaged.append(value)
+                source.append(current[name].detach())
             else:
                 value.copy_(current[name])
+        torch._foreach_mul_(averaged, d)  # one launch per group of tensors, not one per tensor
+        torch._foreach_add_(averaged, source, alpha=1.0 - d)
 
     def state_dict(self) -> dict[str, Any]:
         """Weights and update count."""
@@ -99,6 +110,7 @@ class TrainState:
                  generator: torch.Generator, device: torch.device, amp: torch.dtype | None,
                  ema: ModelEMA | None = None) -> None:
         self.model, self.optimizer, self.generator, self.device, self.ema = model, optimizer, generator, device, ema
+        self.amp = amp
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
         self.history: list[dict[str, float]] = []

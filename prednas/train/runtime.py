@@ -1,9 +1,12 @@
 """Where and how a training run executes: device, precision, memory format, loader workers.
 
 These settings never change the recipe; on CPU the defaults (fp32, contiguous tensors)
-give bit-identical runs for one seed. On CUDA, ``auto`` turns on float16 autocast with a
-gradient scaler (the usual mixed-precision recipe), channels-last tensors, pinned host
-memory and cuDNN's autotuner; "fp32" there keeps PyTorch's default of TF32 convolutions.
+give bit-identical runs for one seed. On CUDA, ``auto`` turns on bfloat16 autocast where
+the GPU supports it (no gradient scaler: bfloat16 has float32's range) and float16
+autocast with a gradient scaler only where it does not, channels-last tensors, pinned
+host memory and cuDNN's autotuner; "fp32" there keeps PyTorch's default of TF32
+convolutions. A float16 run steps a fused SGD, which reads the scaler's inf check on the
+device, so no precision makes the training loop wait for the host.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class Runtime:
         """The autocast dtype, or None for full precision."""
         name = self.precision
         if name == "auto":
-            name = "fp16" if device.type == "cuda" else "fp32"
+            name = "fp32" if device.type != "cuda" else "bf16" if bf16_supported(device) else "fp16"
         return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
     def use_channels_last(self, device: torch.device) -> bool:
@@ -74,6 +77,11 @@ class Runtime:
         dtype = self.amp_dtype(device)
         return {"device": device.type, "precision": str(dtype).removeprefix("torch.") if dtype else "fp32",
                 "channels_last": self.use_channels_last(device)}
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 natively (CUDA compute capability 8.0 and later)."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

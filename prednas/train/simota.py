@@ -11,6 +11,13 @@ each box takes its ``dynamic k`` cheapest anchors, where k is the sum of its ten
 learn the box (IoU loss, weight 5), objectness 1 and the class with target IoU; every
 anchor learns objectness; an L1 loss on the raw box outputs is added when ``use_l1``.
 Losses are summed and divided by the number of positives, as in YOLOX.
+
+Deviation in form, not in result: YOLOX assigns image by image in a Python loop and
+gathers the positives with boolean masks, which makes the host wait for the device at
+every image. Here the targets are padded to ``(B, G, 5)`` and the whole batch is assigned
+at once on the device (costs as ``(B, G, A)`` tensors, dynamic k as a top-10 with a rank
+mask), and the losses are masked sums over all anchors, so a training step never waits.
+The matches are YOLOX's; the losses agree with the per-image form to float rounding.
 """
 
 from __future__ import annotations
@@ -87,96 +94,131 @@ def iou_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "iou") -> tor
     return 1.0 - aligned_iou(pred, target, "giou")
 
 
-def candidate_anchors(gt: torch.Tensor, anchors: Anchors, center_radius: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Anchors near any box (``(A,)`` mask) and, for those, which boxes they sit in and near (``(G, A')``)."""
+def pad_targets(targets: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """Per-image ``(n, 5)`` targets -> one ``(B, G, 5)`` tensor, at least one row, label -1 on padding rows."""
+    if isinstance(targets, torch.Tensor):
+        return targets
+    rows = max([len(t) for t in targets] + [1])
+    out = torch.zeros(len(targets), rows, 5)
+    out[..., 0] = -1.0
+    for i, target in enumerate(targets):
+        out[i, : len(target)] = target
+    return out
+
+
+def pairwise_iou(gt: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """IoU of every ``(B, G, 4)`` box with every ``(B, A, 4)`` box of the same image: ``(B, G, A)``."""
+    lt = torch.maximum(gt[:, :, None, :2], boxes[:, None, :, :2])
+    rb = torch.minimum(gt[:, :, None, 2:], boxes[:, None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=-1)
+    area_gt = (gt[..., 2:] - gt[..., :2]).prod(dim=-1)
+    area = (boxes[..., 2:] - boxes[..., :2]).prod(dim=-1)
+    return inter / (area_gt[:, :, None] + area[:, None, :] - inter)
+
+
+def candidate_anchors(gt: torch.Tensor, valid: torch.Tensor, anchors: Anchors,
+                      center_radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchors near any box of their image ``(B, A)``, and which boxes they sit in and near ``(B, G, A)``."""
     centres = (anchors.grid + 0.5) * anchors.stride[:, None]  # (A, 2)
-    cx, cy = centres[:, 0][None], centres[:, 1][None]
-    in_box = (cx > gt[:, 0:1]) & (cx < gt[:, 2:3]) & (cy > gt[:, 1:2]) & (cy < gt[:, 3:4])
-    gcx, gcy = (gt[:, 0:1] + gt[:, 2:3]) / 2, (gt[:, 1:2] + gt[:, 3:4]) / 2
-    r = center_radius * anchors.stride[None]
-    in_centre = ((cx - gcx).abs() < r) & ((cy - gcy).abs() < r)
-    mask = (in_box | in_centre).any(dim=0)
-    return mask, (in_box & in_centre)[:, mask]
+    cx, cy = centres[:, 0], centres[:, 1]
+    x1, y1, x2, y2 = (v[..., None] for v in gt.unbind(-1))  # (B, G, 1) each
+    in_box = (cx > x1) & (cx < x2) & (cy > y1) & (cy < y2) & valid[..., None]
+    r = center_radius * anchors.stride
+    in_centre = ((cx - (x1 + x2) / 2).abs() < r) & ((cy - (y1 + y2) / 2).abs() < r) & valid[..., None]
+    return (in_box | in_centre).any(dim=1), in_box & in_centre
 
 
-def dynamic_k_match(cost: torch.Tensor, ious: torch.Tensor, topk: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """SimOTA matching on ``(G, A')`` cost and IoU: returns the positive mask ``(A',)`` and their box index."""
-    k = min(topk, ious.shape[1])
-    dynamic_ks = ious.topk(k, dim=1).values.sum(dim=1).int().clamp(min=1).tolist()
-    matching = torch.zeros_like(cost, dtype=torch.bool)
-    for g, dk in enumerate(dynamic_ks):
-        matching[g, cost[g].topk(min(dk, cost.shape[1]), largest=False).indices] = True
-    shared = matching.sum(dim=0) > 1
-    if shared.any():
-        best = cost[:, shared].argmin(dim=0)
-        matching[:, shared] = False
-        matching[best, shared.nonzero().squeeze(1)] = True
-    positive = matching.any(dim=0)
-    return positive, matching[:, positive].float().argmax(dim=0)
+def dynamic_k_match(cost: torch.Tensor, ious: torch.Tensor, valid: torch.Tensor | None = None,
+                    topk: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """SimOTA matching on ``(..., G, A)`` cost and IoU: positive mask ``(..., A)`` and box index per anchor.
+
+    ``ious`` is zero for anchors that are no candidate; ``valid`` ``(..., G)`` marks real boxes
+    (padding rows match nothing). The box index of an anchor that is not positive is 0.
+    """
+    k = min(topk, ious.shape[-1])
+    dynamic_ks = ious.topk(k, dim=-1).values.sum(dim=-1).int().clamp(min=1)  # (..., G)
+    take = torch.arange(k, device=cost.device) < dynamic_ks[..., None]
+    if valid is not None:
+        take &= valid[..., None]
+    cheapest = cost.topk(k, dim=-1, largest=False).indices
+    matching = torch.zeros_like(cost, dtype=torch.bool).scatter_(-1, cheapest, take)
+    shared = matching.sum(dim=-2, keepdim=True) > 1  # an anchor claimed by two boxes goes to the cheaper one
+    cheaper = F.one_hot(cost.argmin(dim=-2), cost.shape[-2]).movedim(-1, -2).bool()
+    matching = torch.where(shared, cheaper, matching)
+    return matching.any(dim=-2), matching.to(torch.uint8).argmax(dim=-2)
+
+
+def class_cost(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``sum_c BCE(p_c, onehot(y)_c)`` for ``(B, A, C)`` scores and ``(B, G)`` labels: ``(B, G, A)``.
+
+    Computed as ``sum_c -log(1 - p_c)`` plus ``log(1 - p_y) - log(p_y)`` for the box's class
+    ``y`` (logs clamped at -100 as ``binary_cross_entropy`` does), in ``(B, A, C)`` memory
+    instead of the ``(B, G, A, C)`` of the one-hot form.
+    """
+    log_p, log_q = torch.log(scores).clamp(min=-100), torch.log(1 - scores).clamp(min=-100)
+    index = labels.clamp(min=0)[..., None].expand(-1, -1, scores.shape[1])  # (B, G, A)
+    own_p, own_q = log_p.transpose(1, 2).gather(1, index), log_q.transpose(1, 2).gather(1, index)
+    return -log_q.sum(dim=-1)[:, None, :] - own_p + own_q
 
 
 @torch.no_grad()
 def simota_assign(boxes: torch.Tensor, obj: torch.Tensor, cls: torch.Tensor, gt: torch.Tensor,
-                  gt_labels: torch.Tensor, anchors: Anchors, center_radius: float = 2.5
+                  gt_labels: torch.Tensor, valid: torch.Tensor, anchors: Anchors, center_radius: float = 2.5
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One image's assignment: positive mask ``(A,)``, matched box index and IoU per positive."""
-    import torchvision
+    """A whole batch's assignment at once: positive mask ``(B, A)``, matched box and its IoU per anchor.
 
-    mask, in_both = candidate_anchors(gt, anchors, center_radius)
-    ious = torchvision.ops.box_iou(gt, boxes[mask].float())  # (G, A')
-    scores = (cls[mask].float().sigmoid() * obj[mask, None].float().sigmoid()).sqrt()  # (A', C)
-    onehot = F.one_hot(gt_labels, cls.shape[-1]).float()  # (G, C)
-    with torch.autocast(device_type=boxes.device.type, enabled=False):
-        s = scores[None].expand(len(gt), -1, -1)
-        cls_cost = F.binary_cross_entropy(s, onehot[:, None].expand_as(s), reduction="none").sum(-1)
-    cost = cls_cost + 3.0 * -torch.log(ious + 1e-8) + 1e5 * (~in_both).float()
-    positive, matched = dynamic_k_match(cost, ious)
-    fg = mask.clone()
-    fg[mask] = positive
-    return fg, matched, ious[matched, positive.nonzero().squeeze(1)]
+    ``boxes`` ``(B, A, 4)``, ``obj`` ``(B, A)``, ``cls`` ``(B, A, C)`` are the decoded predictions,
+    ``gt`` ``(B, G, 4)`` and ``gt_labels`` ``(B, G)`` the padded targets, ``valid`` ``(B, G)`` their
+    real rows.
+    """
+    candidate, in_both = candidate_anchors(gt, valid, anchors, center_radius)
+    usable = candidate[:, None, :] & valid[..., None]
+    ious = torch.where(usable, pairwise_iou(gt, boxes.float()), 0.0)
+    scores = (cls.float().sigmoid() * obj[..., None].float().sigmoid()).sqrt()
+    cost = class_cost(scores, gt_labels) + 3.0 * -torch.log(ious + 1e-8) + 1e5 * (~in_both).float()
+    cost = cost + 1e9 * (~usable).float()  # never an anchor that is no candidate, nor a padding row
+    positive, matched = dynamic_k_match(cost, ious, valid)
+    return positive, matched, ious.gather(1, matched[:, None, :]).squeeze(1)
 
 
-def yolox_loss(outputs: Sequence, targets: Sequence[torch.Tensor], num_classes: int,
+def yolox_loss(outputs: Sequence, targets: Sequence[torch.Tensor] | torch.Tensor, num_classes: int,
                strides: Sequence[int] = (8, 16, 32), *, iou_type: str = "iou", use_l1: bool = False,
                center_radius: float = 2.5) -> dict[str, torch.Tensor]:
-    """Total and component losses for a batch; ``targets[i]`` is ``(n, 5)`` of ``label, x1, y1, x2, y2``."""
+    """Total and component losses for a batch, without waiting for the device.
+
+    ``targets[i]`` is ``(n, 5)`` of ``label, x1, y1, x2, y2``, or all of them padded into
+    ``(B, G, 5)`` with label -1 (``pad_targets``). Every loss is a masked sum over all
+    anchors, so no step reads a count back to the host.
+    """
     if iou_type not in IOU_LOSSES:
         raise PredNASError(f"unknown IoU loss {iou_type!r}; expected one of: {', '.join(IOU_LOSSES)}")
     raw, anchors = flatten_levels(outputs, num_classes, strides)
     raw = raw.float()
     boxes = decode_boxes(raw[..., :4], anchors)
-    obj_target = torch.zeros(raw.shape[:2], device=raw.device)
-    fg_boxes, fg_targets, fg_cls, fg_cls_target, fg_l1, fg_l1_target = [], [], [], [], [], []
-    num_gt = 0
-    for i, target in enumerate(targets):
-        target = target.to(raw.device)
-        if len(target) == 0:
-            continue
-        num_gt += len(target)
-        labels, gt = target[:, 0].long(), target[:, 1:5].float()
-        fg, matched, ious = simota_assign(boxes[i].detach(), raw[i, :, 4], raw[i, :, 5:], gt, labels, anchors,
-                                          center_radius)
-        obj_target[i, fg] = 1.0
-        fg_boxes.append(boxes[i, fg])
-        fg_targets.append(gt[matched])
-        fg_cls.append(raw[i, fg, 5:])
-        fg_cls_target.append(F.one_hot(labels[matched], num_classes).float() * ious[:, None])
-        if use_l1:
-            fg_l1.append(raw[i, fg, :4])
-            fg_l1_target.append(_l1_target(gt[matched], anchors.grid[fg], anchors.stride[fg]))
-    num_fg = max(sum(len(b) for b in fg_boxes), 1)
-    zero = raw.sum() * 0.0
-    loss_obj = F.binary_cross_entropy_with_logits(raw[..., 4], obj_target, reduction="sum") / num_fg
-    loss_iou = iou_loss(torch.cat(fg_boxes), torch.cat(fg_targets), iou_type).sum() / num_fg if fg_boxes else zero
-    loss_cls = (F.binary_cross_entropy_with_logits(torch.cat(fg_cls), torch.cat(fg_cls_target), reduction="sum")
-                / num_fg) if fg_boxes else zero
-    loss_l1 = (F.l1_loss(torch.cat(fg_l1), torch.cat(fg_l1_target), reduction="sum") / num_fg) if fg_l1 else zero
+    padded = pad_targets(targets).to(raw.device, non_blocking=True).float()
+    labels, gt = padded[..., 0].long(), padded[..., 1:5]
+    valid = labels >= 0
+    fg, matched, ious = simota_assign(boxes.detach(), raw[..., 4], raw[..., 5:], gt, labels, valid, anchors,
+                                      center_radius)
+    num_fg = fg.sum().clamp(min=1).float()
+    target_boxes = gt.gather(1, matched[..., None].expand(-1, -1, 4))  # (B, A, 4)
+    loss_obj = F.binary_cross_entropy_with_logits(raw[..., 4], fg.float(), reduction="sum") / num_fg
+    box_loss = iou_loss(boxes.reshape(-1, 4), target_boxes.reshape(-1, 4), iou_type).view(fg.shape)
+    loss_iou = torch.where(fg, box_loss, 0.0).sum() / num_fg
+    cls_target = F.one_hot(labels.gather(1, matched).clamp(min=0), num_classes).float() * ious[..., None]
+    cls_loss = F.binary_cross_entropy_with_logits(raw[..., 5:], cls_target, reduction="none").sum(dim=-1)
+    loss_cls = torch.where(fg, cls_loss, 0.0).sum() / num_fg
+    if use_l1:
+        l1 = (raw[..., :4] - _l1_target(target_boxes, anchors.grid, anchors.stride)).abs().sum(dim=-1)
+        loss_l1 = torch.where(fg, l1, 0.0).sum() / num_fg
+    else:
+        loss_l1 = raw.sum() * 0.0
     total = REG_WEIGHT * loss_iou + loss_obj + loss_cls + loss_l1
     return {"loss": total, "iou": loss_iou.detach(), "obj": loss_obj.detach(), "cls": loss_cls.detach(),
-            "l1": loss_l1.detach(), "fg_per_gt": torch.tensor(num_fg / max(num_gt, 1))}
+            "l1": loss_l1.detach(), "fg_per_gt": fg.sum() / valid.sum().clamp(min=1)}
 
 
 def _l1_target(gt: torch.Tensor, grid: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
-    centre = (gt[:, :2] + gt[:, 2:]) / 2
-    size = (gt[:, 2:] - gt[:, :2]).clamp(min=1e-3)
-    return torch.cat([centre / stride[:, None] - grid, torch.log(size / stride[:, None] + 1e-8)], dim=1)
+    centre = (gt[..., :2] + gt[..., 2:]) / 2
+    size = (gt[..., 2:] - gt[..., :2]).clamp(min=1e-3)
+    return torch.cat([centre / stride[:, None] - grid, torch.log(size / stride[:, None] + 1e-8)], dim=-1)
