@@ -125,9 +125,11 @@ FILE_CASES: list[tuple[list[str], list[str]]] = [
     (["bench", "training-throughput", "--data", "{}"], ["garbage"]),
     (["bench", "detection-overfit", "--coco", "{}"], ["garbage", "empty-folder", "missing"]),
     (["ui", "--root", "{}"], ["empty-folder", "missing"]),
+    (["runs", "--root", "{}"], ["empty-folder", "missing"]),
 ]
 VALUE_CASES: list[list[str]] = [
     ["run", "--set", "gradient.steps=-3"],
+    ["runs", "--tracking-uri", "http://127.0.0.1:9"],
     ["run", "--set", "no-equals-sign"],
     ["run", "--space", "nas101"],
     ["run", "--json", "missing/report.json"],

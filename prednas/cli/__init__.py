@@ -17,6 +17,7 @@ from prednas.errors import PredNASError
 COMMAND_MODULES = (
     "prednas.cli.nb201",
     "prednas.cli.run",
+    "prednas.cli.tracking",
     "prednas.cli.kubeflow",
     "prednas.cli.overhead",
     "prednas.cli.training",
@@ -52,6 +53,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="prednas", message="prednas %(version)s")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:

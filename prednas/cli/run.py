@@ -1,11 +1,9 @@
-"""``prednas run`` (the pipeline on this machine) and ``prednas ui`` (MLflow on the local store)."""
+"""``prednas run``: the pipeline on this machine (``prednas ui`` shows its runs, see ``tracking.py``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,8 @@ ROOT_HELP = "Folder of the embedded default: MLflow SQLite store, triplet store,
 
 
 def register(main: click.Group, bench: click.Group) -> None:
-    """Add the run and ui commands."""
+    """Add the run command."""
     main.add_command(run)
-    main.add_command(ui)
 
 
 @click.command()
@@ -137,22 +134,3 @@ def _si(value: float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.2f}{suffix}"
     return f"{value:.3g}"
-
-
-@click.command()
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
-              help=ROOT_HELP)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
-@click.option("--port", type=int, default=5000, show_default=True)
-def ui(root: Path, host: str, port: int) -> None:
-    """Open the MLflow UI on the local runs (the embedded SQLite store)."""
-    database = root.absolute() / "mlflow.db"
-    if not database.is_file():
-        raise PredNASError(f"no local runs at {database}; start one with `prednas run`")
-    if importlib.util.find_spec("mlflow") is None:
-        raise PredNASError("the MLflow UI needs mlflow: pip install 'prednas[tracking]'")
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{database}",
-               "--default-artifact-root", (database.parent / "mlartifacts").as_uri(), "--host", host,
-               "--port", str(port)]
-    click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
-    raise SystemExit(subprocess.call(command))
