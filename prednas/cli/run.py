@@ -92,37 +92,109 @@ class _progress:
         self.bar.update(self.task, advance=1, description=f"pipeline: {name} {status.lower()}")
 
 
+WIDTH = 100  # the report fits a 100-column terminal
+LABEL = 26  # width of the label column of the summary lines
+NB201_OPS = {"nor_conv_3x3": "c3", "nor_conv_1x1": "c1", "skip_connect": "skip", "avg_pool_3x3": "avg",
+             "none": "none"}
+
+
 def print_report(report: dict[str, Any], seconds: float) -> None:
-    """The result table, the best architecture with its reported figures, and where to look next."""
+    """The result table, the best architecture with its reported figures, and where to look next (100 columns)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     best, metrics = report["best"], report["metrics"]
     extras, costs = sorted(best["report"]), [c for c in ("flops", "params", "latency_ms") if c in best["cost"]]
-    table = Table(title=f"best {len(report['table'])} measured architectures", title_justify="left")
-    for head in ("#", "stage", "accuracy", *extras, *costs, "architecture"):
-        table.add_column(head.replace("_", " "), justify="left" if head in ("architecture", "stage") else "right",
-                         no_wrap=head == "architecture")
+    table = Table(title=f"best {len(report['table'])} measured architectures", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for head in ("#", "stage", "accuracy", *extras, *costs):
+        table.add_column(_header(head), justify="left" if head == "stage" else "right", no_wrap=True)
+    table.add_column("architecture", overflow="fold")  # abbreviated; folds rather than hiding the numbers
     for i, row in enumerate(report["table"], 1):
         table.add_row(str(i), row["stage"], f"{row['accuracy']:.2f}",
                       *(f"{row['report'].get(k, float('nan')):.2f}" for k in extras),
-                      *(_si(row["cost"].get(k, float("nan"))) for k in costs), _arch_text(row["arch"]))
+                      *(_si(row["cost"].get(k, float("nan"))) for k in costs), arch_short(row["arch"]))
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # piped: keep architecture strings whole
+    console = Console(width=min(console.width, WIDTH) if console.is_terminal else WIDTH)
     console.print(table)
-    lines = [("best architecture", _arch_text(best["arch"])), ("accuracy (search signal)", f"{best['accuracy']:.2f}")]
+    if any(isinstance(row["arch"].get("arch"), str) for row in report["table"]):
+        console.print("NB201 operations: c3 = nor_conv_3x3, c1 = nor_conv_1x1, avg = avg_pool_3x3, "
+                      "skip = skip_connect", style="dim")
+    click.echo("best architecture")
+    for line in arch_lines(best["arch"]):
+        click.echo(f"  {line}")
+    lines = [("accuracy (search signal)", f"{best['accuracy']:.2f}")]
     lines += [(k.replace("_", " "), f"{best['report'][k]:.2f}") for k in extras]
     lines += [(k, _si(best["cost"][k])) for k in costs]
     if "topk_best" in report:  # a final stage re-measured the best; the top-K stage's choice stays visible
         topk = report["topk_best"]
         lines += [("final-stage measurements", str(len(report.get("final_table", [])))),
-                  ("top-K stage's choice", f"{_arch_text(topk['arch'])} ({topk['accuracy']:.2f})")]
+                  ("top-K stage's choice", f"{arch_short(topk['arch'])} ({topk['accuracy']:.2f})")]
     lines += [("queries this run", f"{metrics['queries']:.0f}"), ("wall time", f"{seconds:.1f} s"),
-              ("MLflow run", f"{report['parent_run_id']} in experiment {report['experiment']!r} at "
-                             f"{report['tracking_uri']}")]
+              ("MLflow run", f"{report['parent_run_id']} in experiment {report['experiment']!r}"),
+              ("tracking", _short_uri(report["tracking_uri"]))]
     for name, value in lines:
-        click.echo(f"{name:<26}{value}")
+        click.echo(_wrapped(f"{name:<{LABEL}}", value))
+
+
+def _header(name: str) -> str:
+    """A short column header: ``test_accuracy`` -> ``test acc``, ``latency_ms`` -> ``ms``."""
+    return {"latency_ms": "ms"}.get(name, name.replace("accuracy", "acc").replace("_", " "))
+
+
+def arch_short(arch: dict[str, Any]) -> str:
+    """An architecture in a few dozen characters: NB201's string with short op names, else a size summary."""
+    from prednas.tracking.naming import child_name
+
+    if isinstance(arch.get("arch"), str):
+        text = arch["arch"]
+        for op, short in NB201_OPS.items():
+            text = text.replace(op, short)
+        return text
+    return child_name(arch)
+
+
+def arch_lines(arch: dict[str, Any], width: int = WIDTH - 2) -> list[str]:
+    """The whole architecture (NB201 string or JSON) in lines of at most ``width`` characters."""
+    import textwrap
+
+    text = _arch_text(arch)
+    if len(text) <= width:
+        return [text]
+    if isinstance(arch.get("arch"), str):  # NB201: break between the cell's nodes
+        lines, line = [], ""
+        for part in text.split("+"):
+            piece = f"+{part}" if line else part
+            if line and len(line) + len(piece) > width:
+                lines.append(line)
+                piece = f"+{part}"
+                line = ""
+            line += piece
+        return [*lines, line]
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [text]
+
+
+def _wrapped(label: str, value: str) -> str:
+    import textwrap
+
+    lines = textwrap.wrap(value, WIDTH - len(label), break_long_words=False, break_on_hyphens=False) or [""]
+    if any(len(line) > WIDTH - len(label) for line in lines):  # an unbreakable value (a path): on its own line
+        return f"{label.rstrip()}\n  {value}"
+    return "\n".join([label + lines[0], *(" " * len(label) + line for line in lines[1:])])
+
+
+def _short_uri(uri: str) -> str:
+    """A SQLite URI with its path relative to the working folder when that is shorter."""
+    import os.path
+
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        path = uri[len(prefix):]
+        relative = os.path.relpath(path)
+        if len(relative) < len(path):
+            return prefix + relative
+    return uri
 
 
 def _arch_text(arch: dict[str, Any]) -> str:
