@@ -1,7 +1,8 @@
 """The figures a search logs (paper Fig. 4-style scatter plots and Table results as pictures).
 
-- ``predicted_vs_measured``: predictor quality, with Kendall's tau (the paper's ranking
-  metric, Sec. IV) and RMSE in the title;
+- ``predicted_vs_measured``: predictor quality on the top-K picks and, cross-validated, on
+  its training set, with Kendall's tau (the paper's ranking metric, Sec. IV) and RMSE of
+  each in the title;
 - ``search_trajectory``: every queried accuracy in query order, coloured by stage, with the
   best-so-far line (how fast the search finds good architectures);
 - ``accuracy_vs_cost``: every measured architecture with its Pareto front (higher accuracy,
@@ -55,22 +56,42 @@ def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> np.ndar
 
 
 def predicted_vs_measured(measured: Sequence[float], predicted: Sequence[float], *, target: str = "accuracy",
+                          training: tuple[Sequence[float], Sequence[float]] | None = None,
                           title: str | None = None) -> Any:
-    """Scatter of predictions against measurements, with Kendall's tau and RMSE."""
+    """Predictions against measurements: the top-K picks and, given, the cross-validated training set.
+
+    ``measured``/``predicted`` are the picks (predicted before they were measured); ``training``
+    is (measured, cross-validated prediction) of the architectures the predictor was fitted
+    on, so both sets are predictions on architectures the network had not seen. The picks
+    were chosen for their high predictions, so they sit above the diagonal by selection;
+    the training set shows the predictor's own error. Kendall tau and RMSE of each set are
+    in the title.
+    """
     from prednas.predictors.fit import kendall_tau
 
     y, p = _vector("measured", measured), _vector("predicted", predicted)
     if len(y) != len(p) or len(y) < 2:
         raise PredNASError(f"need at least 2 matching measured/predicted values, got {len(y)} and {len(p)}")
-    tau, rmse = kendall_tau(p, y), float(np.sqrt(np.mean((p - y) ** 2)))
-    figure, ax = _figure()
-    ax.scatter(y, p, s=14, alpha=0.75)
-    lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+    sets = [("top-K picks", y, p, "tab:orange")]
+    if training is not None:
+        ty, tp = _vector("training measured", training[0]), _vector("training predicted", training[1])
+        if len(ty) != len(tp) or len(ty) < 2:
+            raise PredNASError(f"need at least 2 matching training values, got {len(ty)} and {len(tp)}")
+        sets.insert(0, ("training set, cross-validated", ty, tp, "tab:blue"))
+    figure, ax = _figure(6.4, 5.0)
+    parts = []
+    for label, sy, sp, colour in sets:
+        tau, rmse = kendall_tau(sp, sy), float(np.sqrt(np.mean((sp - sy) ** 2)))
+        ax.scatter(sy, sp, s=16, alpha=0.75, color=colour, label=f"{label} (n={len(sy)})")
+        parts.append(f"{label}: Kendall tau {tau:.3f}, RMSE {rmse:.3g} (n={len(sy)})")
+    every = np.concatenate([np.concatenate([s[1], s[2]]) for s in sets])
+    lo, hi = float(every.min()), float(every.max())
     ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, linestyle="--", label="y = x")
     ax.set_xlabel(f"measured {target}")
     ax.set_ylabel(f"predicted {target}")
-    ax.set_title(title or f"{target} predictor: Kendall tau {tau:.3f}, RMSE {rmse:.3g} (n={len(y)})")
-    ax.legend(loc="best")
+    ax.set_title(title or "\n".join([f"{target} predictor, predicted vs measured", *parts]), fontsize=9,
+                 loc="left")
+    ax.legend(loc="lower right", fontsize=8)
     return figure
 
 
