@@ -76,3 +76,28 @@ def test_cli_refuses_bad_options() -> None:
     assert result.exit_code == 2 and "--kill-after must be in 1..1" in result.output
     result = CliRunner().invoke(main, ["bench", "classifier", "--data", "/nowhere.npz", "--epochs", "1"])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_training_throughput_rows(npz: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prednas.bench.throughput import WORKLOADS, throughput
+
+    monkeypatch.setitem(WORKLOADS, "yolox_tiny-64", {"kind": "detector", "preset": "yolox_tiny", "size": 64,
+                                                     "batch": {"cpu": 2}})
+    workloads = ("anynet-32", "yolox_tiny-64") if COCO.exists() else ("anynet-32",)
+    report = throughput(npz, str(COCO), "cpu", workloads=workloads, iterations=2, repeats=1, batch_size=4)
+    assert [(r["workload"], r["precision"]) for r in report["rows"]] == [(w, "fp32") for w in workloads]
+    for row in report["rows"]:
+        assert row["step_images_per_s"] > 0 and row["loop_images_per_s"] > 0
+        assert row["ratio"] == pytest.approx(row["loop_images_per_s"] / row["step_images_per_s"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workloads", "resnet-50"], "unknown workload 'resnet-50'"),
+    (["--precisions", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
+    (["--iterations", "0", "--device", "cpu"], "iterations must be >= 1, got 0"),
+])
+def test_training_throughput_refuses_bad_options(args: list[str], message: str) -> None:
+    from prednas.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "training-throughput", *args])
+    assert result.exit_code == 2 and message in result.output

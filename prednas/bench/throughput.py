@@ -140,7 +140,8 @@ def throughput(data_path: str, coco_root: str, device: str = "auto", *, workload
     _check(workloads, WORKLOADS, "workload")
     for precision in precisions:
         Runtime(device=device, precision=precision).torch_device()  # refuses fp16 on CPU before any training
-    iterations = iterations or DEFAULT_ITERATIONS.get(kind, DEFAULT_ITERATIONS["cpu"])
+    if iterations is None:
+        iterations = DEFAULT_ITERATIONS.get(kind, DEFAULT_ITERATIONS["cpu"])
     for key, value, low in (("iterations", iterations, 1), ("repeats", repeats, 1), ("batch_size", batch_size, 2)):
         if value is not None and value < low:
             raise PredNASError(f"{key} must be >= {low}, got {value}")

@@ -10,8 +10,7 @@
   epoch ``kill_after`` and rerun from its checkpoint.
 - ``detection_overfit``: a small YOLOX-space detector trained and evaluated on the same
   few COCO images until AP50 reaches a target, within a bounded number of iterations.
-- ``throughput``: training images per second of the classifier in fp32 and mixed
-  precision, and the detector's iterations per second, on one device.
+(Training throughput, the model step against the loop, is ``prednas.bench.throughput``.)
 Each returns a JSON-ready dict; the ``print_*`` functions render them.
 """
 
@@ -190,39 +189,3 @@ def detection_overfit(coco_root: str, recipe: Any, runtime: Runtime, *, images: 
             "max_iterations": recipe.epochs * max(1, len(train.records) // recipe.batch_size),
             "best": best, "history": history, "wall_s": time.perf_counter() - start,
             "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
-
-
-def throughput(data_path: str, coco_root: str, device: str, *, precisions: tuple[str, ...] | None = None,
-               resolution: int = 224, batch_size: int = 128, fraction: float = 1.0, detector: str = "yolox_s",
-               input_size: int = 640, det_batch: int = 16, det_images: int = 64) -> dict[str, Any]:
-    """Training throughput on ``device``: classifier images/s and detector iterations/s per precision.
-
-    Each figure is the last of the epochs run (the first pays for start-up and kernel
-    selection). ``precisions`` default to fp32 and fp16 on CUDA, fp32 and bf16 on CPU.
-    """
-    from prednas.spaces.yolox import build, preset
-    from prednas.train.coco import CocoSpec, load_coco
-    from prednas.train.detection import DetectionRecipe, train_detector
-
-    data = load_classification_data(DataSpec("npz", data_path, fraction=fraction))
-    root = Path(coco_root)
-    annotations = str(root / "annotations" / "instances_train.json")
-    train, val = load_coco(CocoSpec(annotations, str(root / "images"), annotations, max_train_images=det_images,
-                                    max_val_images=2))
-    cuda = Runtime(device=device).torch_device().type == "cuda"
-    rows = []
-    for precision in precisions or (("fp32", "fp16") if cuda else ("fp32", "bf16")):
-        runtime = Runtime(device=device, precision=precision)
-        recipe = ClassificationRecipe(epochs=2, batch_size=batch_size, resolution=resolution)
-        last = _train(REGNETX_200MF, data, recipe, runtime).history[-1]
-        det_recipe = DetectionRecipe(epochs=3, batch_size=det_batch, input_size=input_size, warmup_epochs=1,
-                                     no_aug_epochs=0)
-        model = build_seeded(lambda: build(preset(detector), train.num_classes), 0)
-        det_last = train_detector(model, train, val, det_recipe, runtime).history[-1]
-        rows.append({"precision": precision, "images_per_s": last["images"] / last["seconds"],
-                     "det_iterations_per_s": det_last["iterations"] / det_last["seconds"],
-                     "det_images_per_s": det_last["images"] / det_last["seconds"]})
-    name = torch.cuda.get_device_name() if cuda else "cpu"
-    return {"device": name, "rows": rows, "resolution": resolution, "batch_size": batch_size,
-            "train_images": len(data.train), "detector": detector, "input_size": input_size, "det_batch": det_batch,
-            "det_images": len(train.records), "threads": torch.get_num_threads(), "torch": torch.__version__}

@@ -205,30 +205,37 @@ def bench_overfit(coco: str, images: int, size: int, max_epochs: int, eval_every
 
 
 @click.command("training-throughput")
-@click.option("--data", default=MINI, show_default=True)
-@click.option("--coco", default=COCO_MINI, show_default=True)
+@click.option("--data", default=MINI, show_default=True, help="The .npz dataset of the classifier workloads.")
+@click.option("--coco", default=COCO_MINI, show_default=True, help="The COCO folder of the detector workloads.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--resolution", type=int, default=224, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--fraction", type=float, default=1.0, show_default=True)
-@click.option("--detector", default="yolox_s", show_default=True, help="A YOLOX-space preset.")
-@click.option("--size", type=int, default=640, show_default=True)
-@click.option("--det-batch", type=int, default=16, show_default=True)
-@click.option("--det-images", type=int, default=64, show_default=True)
-@click.option("--precisions", default=None, help="Comma-separated (default: fp32,fp16 on CUDA; fp32,bf16 on CPU).")
+@click.option("--workloads", default=None, help="Comma-separated (default: all of anynet-32, anynet-224, "
+                                                "yolox_s-640, yolox_tiny-416).")
+@click.option("--precisions", default=None, help="Comma-separated (default: fp32,auto on CUDA; fp32 on CPU).")
+@click.option("--iterations", type=int, default=None, help="Steps per timed block (default: 20 on CUDA, 3 on CPU).")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timed blocks (loop: epochs); the best counts.")
+@click.option("--batch-size", type=int, default=None, help="One batch size for every workload (default: per workload).")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def bench_throughput(data: str, coco: str, device: str, resolution: int, batch_size: int, fraction: float,
-                     detector: str, size: int, det_batch: int, det_images: int, precisions: str | None,
+def bench_throughput(data: str, coco: str, device: str, workloads: str | None, precisions: str | None,
+                     iterations: int | None, repeats: int, batch_size: int | None, threads: int | None,
                      json_path: Path | None) -> None:
-    """Classifier images/s and detector iterations/s per precision on one device."""
-    from prednas.bench.training import throughput
+    """Per workload and precision: the model step alone vs the product's training loop, images/s and ratio."""
+    from prednas.bench.throughput import throughput
 
-    names = tuple(p.strip() for p in precisions.split(",") if p.strip()) if precisions else None
-    r = throughput(data, coco, device, precisions=names, resolution=resolution, batch_size=batch_size,
-                   fraction=fraction, detector=detector, input_size=size, det_batch=det_batch, det_images=det_images)
-    click.echo(f"{r['device']} | torch {r['torch']} | RegNetX-200MF-shaped AnyNet at {resolution} px, batch "
-               f"{batch_size} | {detector} at {size} px, batch {det_batch}")
+    _threads(threads)
+    r = throughput(data, coco, device, workloads=_names(workloads), precisions=_names(precisions),
+                   iterations=iterations, batch_size=batch_size, repeats=repeats)
+    click.echo(f"{r['device']} | torch {r['torch']} | {r['threads']} threads | {r['iterations']} iterations x "
+               f"{r['repeats']} repeats, best counts")
+    click.echo(f"{'workload':<15} {'precision':<11} {'batch':>5} {'step img/s':>11} {'loop img/s':>11} "
+               f"{'loop/step':>9}")
     for row in r["rows"]:
-        click.echo(f"{row['precision']:>5}: classifier {row['images_per_s']:8.0f} images/s   detector "
-                   f"{row['det_iterations_per_s']:6.2f} iterations/s ({row['det_images_per_s']:.0f} images/s)")
+        precision = row["precision"] if row["precision"] == row["autocast"] else f"{row['precision']}={row['autocast']}"
+        click.echo(f"{row['workload']:<15} {precision:<11} {row['batch']:>5} {row['step_images_per_s']:>11.1f} "
+                   f"{row['loop_images_per_s']:>11.1f} {row['ratio']:>9.2f}")
     _write(json_path, r)
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    names = tuple(p.strip() for p in text.split(",") if p.strip()) if text else ()
+    return names or None

@@ -19,12 +19,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from torch import nn
+
 from prednas.errors import PredNASError
 from prednas.evaluators.base import Evaluation
-from prednas.evaluators.training import CheckpointingMixin, build_network, runtime_from
+from prednas.evaluators.registry import check_concurrency
+from prednas.evaluators.training import CheckpointingMixin, build_network, network_latency, runtime_from
 from prednas.train.classification import ClassificationRecipe, train_classifier
 from prednas.train.data import ClassificationData, DataSpec, load_classification_data
-from prednas.train.runtime import measure_latency
 
 SIGNALS: tuple[str, ...] = ("top1", "top5")
 
@@ -44,10 +46,11 @@ class ClassificationEvaluator(CheckpointingMixin):
     """Trains each architecture with one recipe on one dataset and reports its top-1 accuracy."""
 
     name = "classification"
+    _cached = ("_data",)
 
     def __init__(self, data: dict[str, Any] | DataSpec, recipe: dict[str, Any] | ClassificationRecipe | None = None,
                  device: str = "auto", precision: str = "auto", workers: int | None = None, latency: bool = True,
-                 cost_input_size: int | None = None, signal: str = "top1") -> None:
+                 cost_input_size: int | None = None, signal: str = "top1", concurrency: int = 1) -> None:
         self.data_spec = data_spec(data)
         if not isinstance(recipe, ClassificationRecipe):
             recipe = ClassificationRecipe.from_dict(recipe or {})
@@ -56,6 +59,7 @@ class ClassificationEvaluator(CheckpointingMixin):
         if signal not in SIGNALS:
             raise PredNASError(f"unknown classification signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
         self.latency, self.signal, self.cost_input_size = latency, signal, cost_input_size
+        self.concurrency = check_concurrency(concurrency)
         self._data: ClassificationData | None = None
 
     def config(self) -> dict[str, Any]:
@@ -78,6 +82,13 @@ class ClassificationEvaluator(CheckpointingMixin):
             self._data = load_classification_data(self.data_spec)
         return self._data
 
+    def latency_ms(self, space: Any, arch: Any, model: nn.Module | None = None) -> float:
+        """Batch-1 inference latency of ``arch`` (or of its trained ``model``) on the evaluation device."""
+        data = self.data
+        model = model if model is not None else build_network(space, arch, data.num_classes, self.recipe.seed)
+        size = getattr(space, "input_size", None) or self.recipe.resolved_resolution(data)
+        return network_latency(model, size, self.runtime)
+
     def evaluate(self, space: Any, arch: Any) -> Evaluation:
         """Train ``arch`` (resuming from its checkpoint if one exists) and measure it."""
         data = self.data
@@ -85,11 +96,8 @@ class ClassificationEvaluator(CheckpointingMixin):
         config = self.config()
         result = train_classifier(model, data, self.recipe, self.runtime, self.checkpointer(space, arch, config))
         cost = {key: float(value) for key, value in space.cost(arch).items()}
-        device = self.runtime.torch_device()
         if self.latency:
-            size = getattr(space, "input_size", None) or self.recipe.resolved_resolution(data)
-            cost["latency_ms"] = measure_latency(model, (1, 3, size, size), device,
-                                                 channels_last=self.runtime.use_channels_last(device))
+            cost["latency_ms"] = self.latency_ms(space, arch, model)
         report = {"top1": result.top1, "top5": result.top5, "wall_s": result.wall_s, "train_s": result.train_s,
                   "images_per_s": result.images_per_s, "epoch_s": result.epoch_s, "epochs": float(result.epochs),
                   "resumed_from": float(result.resumed_from), "skipped_images": float(result.skipped),

@@ -17,12 +17,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from prednas.errors import PredNASError
 from prednas.evaluators.base import Evaluation
-from prednas.evaluators.training import CheckpointingMixin, build_network, runtime_from
+from prednas.evaluators.registry import check_concurrency
+from prednas.evaluators.training import CheckpointingMixin, build_network, network_latency, runtime_from
 from prednas.train.coco import CocoSpec, CocoSplit, load_coco
 from prednas.train.detection import DetectionRecipe, train_detector
-from prednas.train.runtime import measure_latency
 
 SIGNALS: tuple[str, ...] = ("ap", "ap50")
 _PATHS = ("train_annotations", "train_images", "val_annotations", "val_images")
@@ -53,16 +55,18 @@ class DetectionEvaluator(CheckpointingMixin):
     """Trains each detector with one recipe on one COCO-format dataset and reports its AP."""
 
     name = "detection"
+    _cached = ("_splits",)
 
     def __init__(self, data: dict[str, Any] | CocoSpec, recipe: dict[str, Any] | DetectionRecipe | None = None,
                  device: str = "auto", precision: str = "auto", workers: int | None = None, latency: bool = True,
-                 cost_input_size: int | None = None, signal: str = "ap") -> None:
+                 cost_input_size: int | None = None, signal: str = "ap", concurrency: int = 1) -> None:
         self.data_spec = coco_spec(data)
         self.recipe = recipe if isinstance(recipe, DetectionRecipe) else DetectionRecipe.from_dict(recipe or {})
         self.runtime = runtime_from(device, precision, workers)
         if signal not in SIGNALS:
             raise PredNASError(f"unknown detection signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
         self.latency, self.signal, self.cost_input_size = latency, signal, cost_input_size
+        self.concurrency = check_concurrency(concurrency)
         self._splits: tuple[CocoSplit, CocoSplit] | None = None
 
     def config(self) -> dict[str, Any]:
@@ -85,6 +89,13 @@ class DetectionEvaluator(CheckpointingMixin):
             self._splits = load_coco(self.data_spec)
         return self._splits
 
+    def latency_ms(self, space: Any, arch: Any, model: nn.Module | None = None) -> float:
+        """Batch-1 inference latency of ``arch`` (or of its trained ``model``) on the evaluation device."""
+        model = model if model is not None else build_network(space, arch, self.splits[0].num_classes,
+                                                              self.recipe.seed)
+        size = getattr(space, "input_size", None) or self.recipe.input_size
+        return network_latency(model, size, self.runtime, repeats=5)
+
     def evaluate(self, space: Any, arch: Any) -> Evaluation:
         """Train ``arch`` (resuming from its checkpoint if one exists) and score it with COCOeval."""
         train, val = self.splits
@@ -92,11 +103,8 @@ class DetectionEvaluator(CheckpointingMixin):
         config = self.config()
         result = train_detector(model, train, val, self.recipe, self.runtime, self.checkpointer(space, arch, config))
         cost = {key: float(value) for key, value in space.cost(arch).items()}
-        device = self.runtime.torch_device()
         if self.latency:
-            size = getattr(space, "input_size", None) or self.recipe.input_size
-            cost["latency_ms"] = measure_latency(model, (1, 3, size, size), device, repeats=5,
-                                                 channels_last=self.runtime.use_channels_last(device))
+            cost["latency_ms"] = self.latency_ms(space, arch, model)
         percent = {name: 100.0 * value if value >= 0 else value for name, value in result.metrics.items()}
         report = {**percent, "wall_s": result.wall_s, "train_s": result.train_s,
                   "iterations_per_s": result.iterations_per_s, "images_per_s": result.images_per_s,

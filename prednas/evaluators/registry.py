@@ -79,7 +79,16 @@ def evaluator_options(config: Mapping[str, Any]) -> tuple[EvaluatorEntry, dict[s
     missing = [p for p in accepted if parameters[p].default is inspect.Parameter.empty and p not in options]
     if missing:
         raise PredNASError(f"evaluator {entry.name!r} needs option {missing[0]!r}")
+    if "concurrency" in options:
+        check_concurrency(options["concurrency"])
     return entry, options
+
+
+def check_concurrency(value: Any) -> int:
+    """``evaluator.concurrency``: how many architectures of a shard train at once (an integer >= 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PredNASError(f"evaluator concurrency={value!r} is out of range; expected an integer >= 1")
+    return value
 
 
 def make_evaluator(config: Mapping[str, Any]) -> Evaluator:
