@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -118,3 +119,27 @@ def test_version():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and result.output == f"prednas {version('prednas')}\n"
 
+
+
+def test_a_moved_root_keeps_its_artifacts(tmp_path):
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from prednas.tracking import Tracker
+
+    old = tmp_path / "old"
+    tracker = Tracker(f"sqlite:///{old / 'mlflow.db'}", "prednas")
+    parent = tracker.start_parent("nb201-cifar100-s0-abcd", {}, {}, key="local-moved")
+    (tmp_path / "report.json").write_text("{}")
+    tracker.client.log_artifact(parent, str(tmp_path / "report.json"), "final")
+    tracker.close(parent)
+    new = tmp_path / "new"
+    shutil.move(old, new)
+    result = CliRunner().invoke(main, ["runs", "--root", str(new)])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(f"sqlite:///{new / 'mlflow.db'}")
+    run = client.get_run(parent)
+    assert run.info.artifact_uri.startswith((new / "mlartifacts").as_uri() + "/")
+    assert client.get_experiment(run.info.experiment_id).artifact_location == (new / "mlartifacts").as_uri()
+    assert Path(client.download_artifacts(parent, "final/report.json", str(tmp_path))).read_text() == "{}"

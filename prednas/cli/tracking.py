@@ -27,9 +27,13 @@ def register(main: click.Group, bench: click.Group) -> None:
 
 
 def _database(root: Path) -> Path:
+    """The local store's database, its artifact locations anchored to where ``root`` is now."""
+    from prednas.tracking.relocate import anchor
+
     database = root.absolute() / "mlflow.db"
     if not database.is_file():
         raise PredNASError(f"no local runs at {database}; start one with `prednas run`")
+    anchor(root)
     return database
 
 
