@@ -7,10 +7,10 @@ outputs; the work itself lives in the library so it also runs from Python and th
 from prednas.components.close_run import close_run
 from prednas.components.evaluate import evaluate
 from prednas.components.fit_predictors import fit_predictors
-from prednas.components.gradient_search import gradient_search
 from prednas.components.image import IMAGE
+from prednas.components.propose import propose
 from prednas.components.sample import sample
 from prednas.components.select import select
 from prednas.components.select_final import select_final
 
-__all__ = ["IMAGE", "close_run", "evaluate", "fit_predictors", "gradient_search", "sample", "select", "select_final"]
+__all__ = ["IMAGE", "close_run", "evaluate", "fit_predictors", "propose", "sample", "select", "select_final"]

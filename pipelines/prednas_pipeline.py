@@ -1,12 +1,18 @@
-"""The PredNAS DAG (paper Fig. 2): sample, evaluate in parallel, fit, search, evaluate top K, select.
+"""The PredNAS DAG (paper Fig. 2): sample, evaluate in parallel, then R rounds of fit, propose, evaluate; select.
 
 ::
 
     close_run (exit handler: ends the MLflow run as FINISHED / FAILED / KILLED)
     search:
-      sample -> ParallelFor(shards) evaluate -> Collected -> fit_predictors -> gradient_search
-             -> ParallelFor(top-K shards) evaluate -> Collected -> select
+      sample -> ParallelFor(shards) evaluate -> Collected
+             -> round 1..R: fit_predictors -> propose -> ParallelFor(round shards) evaluate -> Collected
+             -> select
              -> If(final_m > 0): ParallelFor(final shards) evaluate -> Collected -> select_final
+
+KFP v2 has no dynamic loop, so the rounds are unrolled when the pipeline is built
+(``rounds``, a compile-time setting like ``parallelism`` and ``retries``); each round's
+fit takes the search state the previous round's propose step left and the triplets
+measured since, so round r learns from every earlier round.
 
 The optional final stage retrains the best ``final_m`` architectures (by the search
 signal) with ``final_evaluator`` and names the best by that result.
@@ -27,7 +33,8 @@ from typing import Any
 
 from kfp import dsl, kubernetes
 
-from prednas.components import close_run, evaluate, fit_predictors, gradient_search, sample, select, select_final
+from prednas.components import close_run, evaluate, fit_predictors, propose, sample, select, select_final
+from prednas.pipeline.config import DEFAULT_ROUNDS
 
 NAME = "prednas"
 DESCRIPTION = "PredNAS: predictor-based neural architecture search (Yuan, Huang and Wang)"
@@ -39,7 +46,7 @@ S3_CONFIG_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": 
 CLUSTER_TRACKING_URI = "http://mlflow.prednas.svc.cluster.local:5000"
 CLUSTER_STORE_URI = "s3://prednas/store"
 EVALUATOR = {"name": "nb201-table", "dataset": "cifar100", "signal": "valid"}
-PREDICTOR = {"epochs": 300, "batch_size": 16, "cv_folds": 3, "aux_target": "flops"}
+PREDICTOR = {"epochs": 300, "batch_size": 64, "cv_folds": 3, "aux_target": "flops"}
 GRADIENT = {"starts": 100, "steps": 200, "lr": 0.02, "lr_decay": 0.5, "optimizer": "adam"}
 
 
@@ -65,11 +72,15 @@ def _step(task: dsl.PipelineTask, name: str, cpu: str, memory: str) -> dsl.Pipel
 
 
 def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", memory: str = "2Gi",
-                   defaults: dict[str, Any] | None = None) -> Any:
+                   rounds: int = DEFAULT_ROUNDS, defaults: dict[str, Any] | None = None) -> Any:
     """The pipeline function with compile-time settings applied (compile it or run it with kfp.local).
 
-    ``defaults`` replaces the parameters' default values (those a run gets when it names none).
+    ``rounds`` is how many fit -> propose -> evaluate rounds are unrolled (a run's ``k`` must
+    be at least that). ``defaults`` replaces the parameters' default values (those a run
+    gets when it names none).
     """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 100:
+        raise ValueError(f"rounds must be an integer in [1, 100], got {rounds!r}")
 
     def measure(context: Any, shard: Any, accelerator: Any, accelerator_count: Any, name: str) -> Any:
         task = evaluate(context=context, shard=shard, accelerator=accelerator, accelerator_limit=accelerator_count)
@@ -78,7 +89,8 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
 
     def prednas(space: str = "nb201", evaluator: dict = EVALUATOR, topk_evaluator: dict = {},  # noqa: B006 - KFP defaults
                 final_m: int = 0, final_evaluator: dict = {}, n: int = 30,  # noqa: B006
-                k: int = 40, seed: int = 0, predictor: dict = PREDICTOR,
+                k: int = 40, seed: int = 0, exhaustive_limit: int = 100_000, pretrain: int = 20_000,
+                predictor: dict = PREDICTOR,
                 gradient: dict = GRADIENT, alphas: list = [0.0], cost_metric: str = "",  # noqa: B006
                 cost_target: float = 0.0, cost_window: float = 0.0, shards: int = 2,
                 tracking_uri: str = CLUSTER_TRACKING_URI, experiment: str = "prednas",
@@ -90,24 +102,26 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
         with dsl.ExitHandler(closer, name="search"):
             drawn = _step(sample(
                 space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, final_m=final_m,
-                final_evaluator=final_evaluator, n=n, k=k, seed=seed,
-                predictor=predictor, gradient=gradient, alphas=alphas, cost_metric=cost_metric,
+                final_evaluator=final_evaluator, n=n, k=k, seed=seed, exhaustive_limit=exhaustive_limit,
+                pretrain=pretrain, predictor=predictor, gradient=gradient, alphas=alphas, cost_metric=cost_metric,
                 cost_target=cost_target, cost_window=cost_window, shards=shards, tracking_uri=tracking_uri,
                 experiment=experiment, store_uri=store_uri, run_name=run_name, accelerator=accelerator,
                 accelerator_count=accelerator_count, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ), "sample N", cpu, memory)
-            context = drawn.outputs["context"]
+            context, state = drawn.outputs["context"], drawn.outputs["state"]
             with dsl.ParallelFor(drawn.outputs["Output"], parallelism=parallelism) as shard:
-                sampled = measure(context, shard, accelerator, accelerator_count, "evaluate sample shard")
-            fitted = _step(fit_predictors(context=context, sampled=dsl.Collected(sampled.outputs["triplets"])),
-                           "fit predictors", cpu, memory)
-            searched = _step(gradient_search(context=context, main=fitted.outputs["main"], aux=fitted.outputs["aux"],
-                                             training=fitted.outputs["training"]), "gradient search", cpu, memory)
-            with dsl.ParallelFor(searched.outputs["Output"], parallelism=parallelism) as shard:
-                retrained = measure(context, shard, accelerator, accelerator_count, "evaluate top-K shard")
-            selected = _step(select(context=context, versions=fitted.outputs["Output"],
-                                    training=fitted.outputs["training"],
-                                    topk=dsl.Collected(retrained.outputs["triplets"]), pool=searched.outputs["pool"]),
+                measured = measure(context, shard, accelerator, accelerator_count, "evaluate sample shard")
+            for r in range(1, rounds + 1):
+                fitted = _step(fit_predictors(context=context, state=state,
+                                              measured=dsl.Collected(measured.outputs["triplets"])),
+                               f"fit predictors (round {r}/{rounds})", cpu, memory)
+                proposed = _step(propose(context=context, main=fitted.outputs["main"], aux=fitted.outputs["aux"],
+                                         state=fitted.outputs["fitted"], rounds=rounds),
+                                 f"propose (round {r}/{rounds})", cpu, memory)
+                state = proposed.outputs["proposed"]
+                with dsl.ParallelFor(proposed.outputs["Output"], parallelism=parallelism) as shard:
+                    measured = measure(context, shard, accelerator, accelerator_count, f"evaluate round {r} shard")
+            selected = _step(select(context=context, state=state, topk=dsl.Collected(measured.outputs["triplets"])),
                              "select best", cpu, memory)
             with dsl.If(final_m > 0, name="final-stage"):
                 with dsl.ParallelFor(selected.outputs["Output"], parallelism=parallelism) as shard:

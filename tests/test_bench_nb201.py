@@ -20,16 +20,16 @@ SMALL = [
     "2",
     "--workers",
     "1",
-    "--option",
-    "fit.epochs=20",
-    "--option",
+    "--set",
+    "predictor.epochs=20",
+    "--set",
     "gradient.steps=10",
-    "--option",
+    "--set",
     "gradient.starts=8",
-    "--option",
-    "draws=500",
-    "--option",
+    "--set",
     "rounds=2",
+    "--set",
+    "pretrain=300",
 ]
 
 
@@ -59,7 +59,24 @@ def test_json_interface_and_determinism(tmp_path):
         assert {"mean", "std", "runs", "queries"} <= set(r)
         assert len(r["runs"]) == 2 and all(q <= 14 for q in r["queries"])
         assert r["runs"] == second["results"][method]["runs"]
+        assert r["run_seeds"] == [7000, 7001]
     assert "PredNAS (paper)" in out
+
+
+def test_bench_repeat_is_prednas_run_in_process(tmp_path):
+    """Repeat r of the bench chooses what `prednas run --in-process --seed 1000*seed+r` chooses on an empty store."""
+    report, _ = _run(tmp_path, "r.json", "--seed", "0", "--methods", "prednas")
+    bench = report["results"]["prednas"]
+    for run_seed, arch in zip(bench["run_seeds"], bench["archs"], strict=True):
+        root = tmp_path / f"run-{run_seed}"
+        args = ["run", "--in-process", "--root", str(root), "--json", str(root / "report.json"),
+                "--seed", str(run_seed), "--n", "8", "--k", "6", "--set", "evaluator.dataset=cifar10",
+                "--set", "tracking_uri=none",
+                *(arg for item in SMALL[SMALL.index("--set"):][1::2] for arg in ("--set", item))]
+        root.mkdir()
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert json.loads((root / "report.json").read_text())["best"]["arch"]["arch"] == arch
 
 
 def test_test_signal(tmp_path):
@@ -78,7 +95,8 @@ def test_test_signal(tmp_path):
         (["--n", "15000", "--k", "700"], "exceeds the 15625"),
         (["--repeats", "0"], "repeats must be a positive integer"),
         (["--signal", "train"], "unknown signal"),
-        (["--option", "nope=1"], "bad option"),
+        (["--set", "nope=1"], "unknown key 'nope'"),
+        (["--set", "rounds=50"], "rounds must be an integer in [1, 40]"),
         (["--n", "ten"], "not a valid integer"),
     ],
 )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
+from prednas.bench.nb201 import bench_spec
 from prednas.errors import PredNASError
 from prednas.evaluators.nb201_table import NB201TableEvaluator, load_table
+from prednas.pipeline.exchange import parse_shard
 from prednas.predictors.fit import FitConfig, Predictor, fit_predictor, kendall_tau
 from prednas.search.gradient import GradientConfig, gradient_search
-from prednas.search.methods import METHODS, SearchConfig, run_search
+from prednas.search.methods import BASELINES, check_method, run_baseline
 from prednas.spaces import get_space
 from prednas.spaces.nb201 import ADJACENCY, OPS, NB201Cell, parse_arch
 
@@ -157,27 +161,39 @@ def test_gradient_search_moves_and_pools_distinct_cells(space):
     assert pool.archs[0].ops.count("nor_conv_3x3") >= 5
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_methods_respect_the_budget_and_are_deterministic(method, space):
-    config = SearchConfig(
-        n=10, k=10, fit=FitConfig(epochs=40), gradient=GradientConfig(starts=10, steps=30), draws=2000
-    )
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_baselines_respect_the_budget_and_are_deterministic(method, space):
+    spec = bench_spec("cifar10", "valid", 10, 10, 3, ("predictor.epochs=40",))
     answers = []
     for _ in range(2):
         ev = NB201TableEvaluator("cifar10")
-        result = run_search(method, space, ev, seed=3, config=config)
-        keys = [space.equivalence_key(q.arch) for q in result.history.queries]
-        assert ev.queries == len(result.history) == 20 and len(set(keys)) == 20
-        answers.append((str(result.best.arch), result.best.evaluation.accuracy))
+        history, _ = run_baseline(method, space, ev, seed=3, spec=spec)
+        keys = [space.equivalence_key(q.arch) for q in history.queries]
+        assert ev.queries == len(history) == 20 and len(set(keys)) == 20
+        answers.append((str(history.best().arch), history.best().evaluation.accuracy))
     assert answers[0] == answers[1]
+
+
+def test_baselines_start_from_the_pipeline_samples(space):
+    """Repeat r of every method starts from the cells the pipeline's sample step draws under its seed."""
+    from prednas.pipeline import steps
+
+    spec = bench_spec("cifar10", "valid", 10, 10, 5, ("predictor.epochs=20", "tracking_uri=none",
+                                                       "store_uri=memory://samples"))
+    _, shards = steps.sample(spec, run_key="samples")
+    drawn = {a["arch"] for shard in shards for a in parse_shard(shard)[2]}
+    history, _ = run_baseline("random", space, NB201TableEvaluator("cifar10"), seed=5, spec=spec)
+    assert {str(q.arch) for q in history.queries[:10]} == drawn
 
 
 @pytest.mark.parametrize(("n", "k", "match"), [(0, 40, "positive"), (30, -1, "positive"), (15000, 1000, "exceeds")])
 def test_budget_errors(space, n, k, match):
     with pytest.raises(PredNASError, match=match):
-        run_search("random", space, NB201TableEvaluator("cifar10"), seed=0, config=SearchConfig(n=n, k=k))
+        run_baseline("random", space, NB201TableEvaluator("cifar10"), seed=0, spec=SimpleNamespace(n=n, k=k))
 
 
 def test_unknown_method(space):
-    with pytest.raises(PredNASError, match="unknown method"):
-        run_search("bohb", space, NB201TableEvaluator("cifar10"), seed=0)
+    with pytest.raises(PredNASError, match="unknown baseline"):
+        run_baseline("bohb", space, NB201TableEvaluator("cifar10"), seed=0, spec=SimpleNamespace(n=3, k=3))
+    with pytest.raises(PredNASError, match="unknown method 'bohb'"):
+        check_method("bohb")

@@ -15,7 +15,7 @@ from prednas.pipeline.config import load_config
 from prednas.pipeline.remote import compile_package
 from prednas.pipelines.prednas_pipeline import COMPILED, threads
 
-STEPS = [components.sample, components.evaluate, components.fit_predictors, components.gradient_search,
+STEPS = [components.sample, components.evaluate, components.fit_predictors, components.propose,
          components.select, components.select_final, components.close_run]
 
 
@@ -58,27 +58,42 @@ def _tasks(compiled: dict[str, Any]) -> dict[str, Any]:
             for name, task in spec.get("dag", {}).get("tasks", {}).items()}
 
 
-def test_three_parallel_for_fan_outs_inside_an_exit_handler(compiled: dict[str, Any]) -> None:
+def test_rounds_unrolled_into_fan_outs_inside_an_exit_handler(compiled: dict[str, Any]) -> None:
+    """Sample, 4 rounds and the final stage each fan out; each round's fit takes the previous round's results."""
     tasks = _tasks(compiled)
     loops = {name: t for name, t in tasks.items() if "parameterIterator" in t}
-    assert len(loops) == 3 and all(t["iteratorPolicy"]["parallelismLimit"] == 2 for t in loops.values())
+    assert len(loops) == 6 and all(t["iteratorPolicy"]["parallelismLimit"] == 2 for t in loops.values())
     exit_task = tasks["root/close-run"]
     assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
-    collected = [t for t in tasks.values()
-                 if t["componentRef"]["name"] in ("comp-fit-predictors", "comp-select", "comp-select-final")]
-    assert len(collected) == 3
+    fits = sorted((t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-fit-predictors")),
+                  key=lambda t: t["taskInfo"]["name"])
+    assert [t["taskInfo"]["name"] for t in fits] == [f"fit predictors (round {r}/4)" for r in range(1, 5)]
+    assert fits[0]["inputs"]["artifacts"]["state"]["taskOutputArtifact"]["producerTask"] == "sample"
+    for r, fit in enumerate(fits[1:], 1):
+        producer = fit["inputs"]["artifacts"]["state"]["taskOutputArtifact"]["producerTask"]
+        assert producer == ("propose" if r == 1 else f"propose-{r}")
+    proposes = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-propose")]
+    assert len(proposes) == 4 and all(t["inputs"]["parameters"]["rounds"]["runtimeValue"]["constant"] == 4
+                                      for t in proposes)
+
+
+def test_rounds_are_a_compile_time_setting(tmp_path: Path) -> None:
+    data = load(compile_package(load_config(None, ["rounds=2"]), tmp_path / "p.yaml"))
+    names = {t["taskInfo"]["name"] for t in _tasks(data).values()}
+    assert {"fit predictors (round 1/2)", "propose (round 2/2)", "evaluate round 2 shard"} <= names
+    assert not any("round 3" in name for name in names)
 
 
 def test_retries_resources_and_accelerator(compiled: dict[str, Any]) -> None:
     tasks = _tasks(compiled)
     evaluates = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-evaluate")]
-    assert len(evaluates) == 3
+    assert len(evaluates) == 6
     assert all(t["retryPolicy"]["maxRetryCount"] == 2 for t in evaluates)
     for name, executor in compiled["deploymentSpec"]["executors"].items():
         resources = executor["container"]["resources"]
         assert resources["resourceCpuRequest"] == "1" and resources["resourceMemoryRequest"] == "2Gi", name
         assert {"name": "OMP_NUM_THREADS", "value": "1"} in executor["container"]["env"]
-    for name in ("exec-evaluate", "exec-evaluate-2", "exec-evaluate-3"):
+    for name in ("exec-evaluate", "exec-evaluate-2", "exec-evaluate-6"):
         accelerator = compiled["deploymentSpec"]["executors"][name]["container"]["resources"]["accelerator"]
         assert "pipelinechannel--accelerator" in accelerator["resourceType"]
         assert "pipelinechannel--accelerator_count" in accelerator["resourceCount"]

@@ -17,6 +17,7 @@ from prednas.pipeline import exchange
 from prednas.pipeline import report as reporting
 from prednas.pipeline.config import SearchSpec, load_config
 from prednas.pipeline.context import SearchContext, stage
+from prednas.pipeline.state import SearchState
 from prednas.pipelines.prednas_pipeline import COMPILED
 from prednas.store.triplet import Triplet
 
@@ -65,7 +66,7 @@ def test_finalists_are_the_best_m_distinct_by_signal(tmp_path: Path) -> None:
     training = _triplets(spec, "sample", archs[:6], "run")
     topk = _triplets(spec, "top-k", archs[5:], "run")  # archs[5] measured by both stages: one finalist
     context = SearchContext(spec, "key", "run", 0.0)
-    chosen, shards = reporting.plan_final(context, training, topk)
+    chosen, shards = reporting.plan_final(context, SearchState(training), topk)
     ranked = sorted(exchange.unique_by_key([*training, *topk]), key=lambda t: (-t.accuracy, t.created_at))
     distinct = list(dict.fromkeys(space.equivalence_key(space.from_dict(t.arch)) for t in ranked))
     assert [space.equivalence_key(space.from_dict(t.arch)) for t in chosen] == distinct[:4]
@@ -73,7 +74,8 @@ def test_finalists_are_the_best_m_distinct_by_signal(tmp_path: Path) -> None:
     assert {exchange.parse_shard(s)[0] for s in shards} == {"final"} and len(planned) == 4
     assert sorted(json.dumps(a, sort_keys=True) for a in planned) == sorted(json.dumps(t.arch, sort_keys=True)
                                                                            for t in chosen)
-    assert reporting.plan_final(SearchContext(small_spec(tmp_path), "key", "run", 0.0), training, topk) == ([], [])
+    assert reporting.plan_final(SearchContext(small_spec(tmp_path), "key", "run", 0.0), SearchState(training),
+                                topk) == ([], [])
 
 
 def test_with_a_top_k_recipe_the_top_k_rank_first(tmp_path: Path) -> None:
@@ -81,7 +83,7 @@ def test_with_a_top_k_recipe_the_top_k_rank_first(tmp_path: Path) -> None:
     space = stage(spec, "sample").space
     archs = [space.sample(np.random.default_rng(i)) for i in range(8)]
     training, topk = _triplets(spec, "sample", archs[:5], "run"), _triplets(spec, "top-k", archs[5:], "run")
-    chosen, _ = reporting.plan_final(SearchContext(spec, "key", "run", 0.0), training, topk)
+    chosen, _ = reporting.plan_final(SearchContext(spec, "key", "run", 0.0), SearchState(training), topk)
     assert [t.stage for t in chosen] == ["top-k"] * 3 + ["sample"] * 2
     assert [t.accuracy for t in chosen[:3]] == sorted((t.accuracy for t in topk), reverse=True)
 

@@ -77,7 +77,7 @@ def test_cost_constrained_search_fits_the_auxiliary_predictor_and_keeps_the_wind
                                                                                    tracking: str) -> None:
     from prednas.pipeline.context import stage
 
-    spec = small_spec(tmp_path, "alphas=[0, 0.5]", "cost={metric: flops, target: 2.5e8, window: 6.0e7}",
+    spec = small_spec(tmp_path, "alphas=[0, 0.5]", "cost={metric: flops, target: 2.5e8, window: 6.0e7}", "rounds=1",
                       tracking_uri=tracking)
     preflight(spec)
     context, shards = steps.sample(spec, run_key="constrained")
@@ -85,12 +85,12 @@ def test_cost_constrained_search_fits_the_auxiliary_predictor_and_keeps_the_wind
     fit = steps.fit_predictors(context, sampled)
     assert set(fit["versions"]) == {"accuracy", "flops"} and fit["aux"] is not None
     assert fit["metrics"]["flops_heldout_kendall_tau"] > 0.5  # log-FLOPs ranked on 500 unseen cells
-    picks, topk_shards = steps.search(context, fit["main"], fit["aux"], fit["training"])
+    state, topk_shards = steps.search(context, fit["main"], fit["aux"], fit["state"], 1)
     space = stage(spec, "sample").space
-    in_pool = [space.from_dict(a) for a in picks["picks"][: picks["from_pool"]]]
+    in_pool = [space.from_dict(p["arch"]) for p in state.picks[: int(state.stats[0]["from_pool"])]]
     assert in_pool and all(abs(space.cost(a)["flops"] - 2.5e8) <= 6.0e7 for a in in_pool)
     topk = [t for shard in topk_shards for t in steps.evaluate(context, shard)[0]]
-    best = reporting.select(context, fit["training"], topk, picks, fit["versions"])["best"]
+    best = reporting.select(context, state, topk)["best"]
     assert abs(best["cost"]["flops"] - 2.5e8) <= 6.0e7  # random samples outside the window are never the answer
     outside = [t for t in [*sampled, *topk] if abs(t.cost["flops"] - 2.5e8) > 6.0e7]
     assert outside  # the check above had something to exclude

@@ -74,7 +74,7 @@ def test_sigkill_in_every_kind_of_step_resumes_to_the_uninterrupted_result(tmp_p
 def _referenced(works: list[Path]) -> set[str]:
     """Keys of every triplet the runs' evaluate steps handed on."""
     return {f"{t['arch_id']}/{t['trial']}" for w in works for f in (w / "out").glob("*-[0-9]*.json")
-            for t in json.loads(f.read_text())}
+            if f.name.startswith(("sample-", "top-k")) for t in json.loads(f.read_text())}
 
 
 def _concurrent(tmp_path: Path, template: Path, store: str, claim_ttl_s: float,
@@ -189,7 +189,7 @@ def test_mlflow_outage_during_the_pipeline_stores_first_and_catches_up(tmp_path:
     assert metrics["evaluated"] == 0 and metrics["reused"] == len(second)
     steps.evaluate(context, shards[1])  # and once more: still no duplicate child
     fit = steps.fit_predictors(context, [*first, *second])
-    _, topk_shards = steps.search(context, fit["main"], fit["aux"], fit["training"])
+    _, topk_shards = steps.search(context, fit["main"], fit["aux"], fit["state"])
     for shard in topk_shards:
         steps.evaluate(context, shard)
     children = Tracker(spec.tracking_uri, spec.experiment).children(context.parent_run_id)

@@ -24,6 +24,7 @@ import torch
 from prednas.errors import PredNASError
 from prednas.pipeline.config import load_config
 from prednas.pipeline.context import SearchContext
+from prednas.pipeline.state import SearchState
 from prednas.predictors.fit import Predictor
 from prednas.spaces import get_space
 from prednas.store import open_store
@@ -148,7 +149,7 @@ def test_search_step_refuses_a_crafted_predictor(tmp_path: Path, kind: str) -> N
     spec = load_config(None, ["n=6", "k=4", f"store_uri={tmp_path / 'store'}", "tracking_uri=sqlite:///unused.db"])
     context = SearchContext(spec, "run", "0" * 32, time.time())
     with pytest.raises(PredNASError, match="not a prednas predictor"):
-        steps.search(context, payloads(target)[kind], None, [])
+        steps.search(context, payloads(target)[kind], None, SearchState(versions=[{}]), 1)
     assert not target.exists(), "the payload ran"
 
 

@@ -1,7 +1,7 @@
 """Running a search step by step in a child process, to kill it and resume it (``prednas bench reliability``).
 
 ``drive(workdir)`` runs the pipeline's step functions in DAG order (sample, evaluate each
-shard, fit, search, evaluate each top-K shard, select, close) and publishes each step's
+shard, then per round fit, search and evaluate each top-K shard, then select, close) and publishes each step's
 outputs atomically, as KFP publishes a task's outputs only when it succeeds; a step whose
 outputs exist is not run again, so calling it after a kill resumes at the killed step,
 like a retried pipeline task. The parent side starts it (``spawn``), kills it a chosen
@@ -27,7 +27,8 @@ from typing import Any
 
 from prednas.evaluators.nb201_table import NB201TableEvaluator
 
-SMALL = ["n=6", "k=4", "shards=2", "predictor.epochs=40", "predictor.cv_folds=2", "gradient.starts=10",
+SMALL = ["n=6", "k=4", "rounds=2", "pretrain=0", "shards=2", "predictor.epochs=40", "predictor.cv_folds=2",
+         "gradient.starts=10",
          "gradient.steps=20", "evaluator.dataset=cifar100"]
 KILL_TARGETS = ("evaluate-sample", "fit", "search", "evaluate-top-k")
 CALLS_ENV, PACE_ENV, TTL_ENV = "PREDNAS_BENCH_CALLS", "PREDNAS_BENCH_PACE_S", "PREDNAS_BENCH_CLAIM_TTL_S"
@@ -88,6 +89,7 @@ def drive(workdir: str | Path) -> None:
     from prednas.pipeline import report as reporting
     from prednas.pipeline.config import load_config
     from prednas.pipeline.context import SearchContext
+    from prednas.pipeline.state import SearchState
 
     _use_paced_table()
     work = Path(workdir)
@@ -106,30 +108,43 @@ def drive(workdir: str | Path) -> None:
         _barrier(work)
     sampled = _evaluate_all(work, context, exchange.read_json(out / "shards.json"), "sample")
 
-    def fit() -> None:
-        result = steps.fit_predictors(context, sampled)
-        _write(out / "main.pt", result["main"])
-        _write(out / "aux.pt", result["aux"] or b"")
-        _write(out / "versions.json", result["versions"])
-        exchange.write_triplets(out / ".training.json", result["training"])
-        os.replace(out / ".training.json", out / "training.json")
-
-    _once(work, "fit", out / "training.json", fit)
-    training = exchange.read_triplets(out / "training.json")
-
-    def search() -> None:
-        picks, shards = steps.search(context, (out / "main.pt").read_bytes(), (out / "aux.pt").read_bytes() or None,
-                                     training)
-        _write(out / "topk-shards.json", shards)
-        _write(out / "picks.json", picks)
-
-    _once(work, "search", out / "picks.json", search)
-    topk = _evaluate_all(work, context, exchange.read_json(out / "topk-shards.json"), "top-k")
-    picks, versions = exchange.read_json(out / "picks.json"), exchange.read_json(out / "versions.json")
+    measured, state = sampled, SearchState()
+    for r in range(1, spec.rounds + 1):
+        state, measured = _round(work, context, state, measured, r, spec.rounds)
+    before = SearchState.read(out / f"proposed-{spec.rounds}.json")
     _once(work, "select", out / "report.json",
-          lambda: _write(out / "report.json", reporting.select(context, training, topk, picks, versions)))
+          lambda: _write(out / "report.json", reporting.select(context, before, measured)))
     _once(work, "close", out / "closed",
           lambda: _write(out / "closed", steps.close(spec.tracking_uri, spec.experiment, key, "SUCCEEDED").encode()))
+
+
+def _round(work: Path, context: Any, state: Any, measured: list[Any], r: int, rounds: int) -> tuple[Any, list[Any]]:
+    """Fit, search and evaluate round ``r``: steps ``fit``, ``search``, ``evaluate-top-k`` (``-r`` after round 1)."""
+    from prednas.pipeline import steps
+    from prednas.pipeline.state import SearchState
+
+    out, suffix = work / "out", "" if r == 1 else f"-{r}"
+
+    def fit() -> None:
+        result = steps.fit_predictors(context, measured, state)
+        _write(out / f"main-{r}.pt", result["main"])
+        _write(out / f"aux-{r}.pt", result["aux"] or b"")
+        _write(out / f"fitted-{r}.json", result["state"].to_dict())
+
+    _once(work, f"fit{suffix}", out / f"fitted-{r}.json", fit)
+
+    def search() -> None:
+        after, shards = steps.search(context, (out / f"main-{r}.pt").read_bytes(),
+                                     (out / f"aux-{r}.pt").read_bytes() or None,
+                                     SearchState.read(out / f"fitted-{r}.json"), rounds)
+        _write(out / f"topk-shards-{r}.json", shards)
+        _write(out / f"proposed-{r}.json", after.to_dict())
+
+    _once(work, f"search{suffix}", out / f"proposed-{r}.json", search)
+    from prednas.pipeline import exchange
+
+    shards = exchange.read_json(out / f"topk-shards-{r}.json")
+    return SearchState.read(out / f"proposed-{r}.json"), _evaluate_all(work, context, shards, f"top-k{suffix}")
 
 
 def _barrier(work: Path, timeout_s: float = 300) -> None:
@@ -278,10 +293,12 @@ def outcome(work: Path) -> dict[str, Any]:
     """What must not depend on interruptions: the measured architectures, the search's picks, the choice."""
     from prednas.pipeline.exchange import read_json
 
-    report, picks = read_json(work / "out" / "report.json"), read_json(work / "out" / "picks.json")
+    spec = load_spec(work)
+    report = read_json(work / "out" / "report.json")
+    picks = read_json(work / "out" / f"proposed-{spec.rounds}.json")["picks"]
     measured = sorted((t.arch_id, t.stage, t.accuracy) for t in run_triplets(work))
-    return {"best": (report["best"]["arch_id"], report["best"]["accuracy"]), "picks": picks["picks"],
-            "predicted": picks["predicted"], "measured": measured}
+    return {"best": (report["best"]["arch_id"], report["best"]["accuracy"]), "picks": [p["arch"] for p in picks],
+            "predicted": [p["predicted"] for p in picks], "measured": measured}
 
 
 def children(work: Path) -> tuple[int, int]:

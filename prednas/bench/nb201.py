@@ -1,10 +1,16 @@
-"""The Table II protocol on NAS-Bench-201 (paper Sec. IV-A).
+"""The Table II protocol on NAS-Bench-201 (paper Sec. IV-A), measured on the product.
 
-Each repeat ``r`` of each method runs with ``numpy.random.default_rng([seed, r])``, so the
-methods are paired: repeat ``r`` of every predictor method starts from the same N cells.
-The answer of a run is the queried cell with the best search signal; its test accuracy
-is what is reported. Repeats run in worker processes; results do not depend on their
-number or scheduling.
+Repeat ``r`` of ``--seed S`` runs under the run seed ``1000 * S + r`` (``run_seed``): the
+``prednas`` and ``prednas-paper`` methods are the pipeline itself, run in process from
+the packaged default config (``nb201-cifar100.yaml``) with the dataset, N, K and that
+seed set, tracking off and a fresh in-memory store, so ``prednas run --in-process --seed
+1000 * S + r`` (on an empty store, same dataset, N and K) chooses the cell the benchmark
+recorded. The baselines draw from the pipeline's random streams under the same run seed,
+so every method of one repeat starts from the same cells (paired). The answer of a run
+is the queried cell with the best search signal; its test accuracy is what is reported.
+Repeats run in worker processes; results do not depend on their number or scheduling.
+Cross-validation of the predictor fit is switched off (``predictor.cv_folds=0``): it is
+reported, never used to choose, so the answers are those of the default config.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
@@ -20,7 +26,7 @@ import numpy as np
 
 from prednas.errors import PredNASError
 from prednas.evaluators.nb201_table import DATASETS, SIGNALS, NB201TableEvaluator, check_dataset
-from prednas.search.methods import METHODS, SearchConfig, check_budget, run_search
+from prednas.search.methods import METHODS, PIPELINE_METHODS, check_budget, check_method, run_baseline
 
 # Paper Table II (70 queries, 15 repeats): mean test accuracy per dataset.
 PAPER_TABLE_II: dict[str, tuple[float, float, float]] = {
@@ -34,9 +40,14 @@ PAPER_TABLE_II: dict[str, tuple[float, float, float]] = {
 }
 
 
+def run_seed(seed: int, repeat: int) -> int:
+    """The ``prednas run --seed`` value of repeat ``repeat`` under benchmark seed ``seed``."""
+    return 1000 * seed + repeat
+
+
 @dataclass(frozen=True)
 class Job:
-    """One repeat of one method under one config; ``label`` names its row."""
+    """One repeat of one method under one set of config overrides; ``label`` names its row."""
 
     label: str
     method: str
@@ -44,7 +55,24 @@ class Job:
     dataset: str
     signal: str
     seed: int
-    config: SearchConfig
+    n: int
+    k: int
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def run_seed(self) -> int:
+        """The seed this repeat runs under."""
+        return run_seed(self.seed, self.repeat)
+
+
+def bench_spec(dataset: str, signal: str, n: int, k: int, seed: int, overrides: tuple[str, ...] = (),
+               store: str = "memory://bench") -> Any:
+    """The search config a benchmark repeat runs: the packaged default with these settings, tracking off."""
+    from prednas.pipeline.config import load_config
+
+    return load_config(None, [f"evaluator.dataset={dataset}", f"evaluator.signal={signal}", f"n={n}", f"k={k}",
+                              f"seed={seed}", "tracking_uri=none", f"store_uri={store}", "predictor.cv_folds=0",
+                              *overrides])
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -52,26 +80,42 @@ def run_job(job: Job) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
+    if job.method in PIPELINE_METHODS:
+        return {"label": job.label, "repeat": job.repeat, "run_seed": job.run_seed, **_pipeline_job(job)}
     evaluator = NB201TableEvaluator(job.dataset, job.signal)
-    rng = np.random.default_rng([job.seed, job.repeat])
-    result = run_search(job.method, evaluator.space, evaluator, seed=rng, config=job.config)
-    best = result.best
-    return {
-        "label": job.label,
-        "repeat": job.repeat,
-        "test": best.evaluation.report["test_accuracy"],
-        "signal": best.evaluation.accuracy,
-        "arch": str(best.arch),
-        "queries": evaluator.queries,
-        "stats": result.stats,
-    }
+    spec = bench_spec(job.dataset, job.signal, job.n, job.k, job.run_seed, job.overrides)
+    history, stats = run_baseline(job.method, evaluator.space, evaluator, seed=job.run_seed, spec=spec)
+    best = history.best()
+    return {"label": job.label, "repeat": job.repeat, "run_seed": job.run_seed,
+            "test": best.evaluation.report["test_accuracy"], "signal": best.evaluation.accuracy,
+            "arch": str(best.arch), "queries": len(history), "stats": stats}
+
+
+def _pipeline_job(job: Job) -> dict[str, Any]:
+    """The pipeline's own search, in process, on a fresh in-memory store."""
+    import os
+
+    from prednas.pipeline.inprocess import run_inprocess
+    from prednas.store.memory import drop
+
+    name = f"bench-{os.getpid()}-{job.label}-{job.repeat}".replace(" ", "_")
+    spec = bench_spec(job.dataset, job.signal, job.n, job.k, job.run_seed,
+                      (*PIPELINE_METHODS[job.method], *job.overrides), store=f"memory://{name}")
+    try:
+        report = run_inprocess(spec, run_key=f"bench-{job.run_seed}")
+    finally:
+        drop(name)
+    best, metrics = report["best"], report["metrics"]
+    return {"test": best["report"]["test_accuracy"], "signal": best["accuracy"], "arch": best["arch"]["arch"],
+            "queries": int(metrics["queries"]),
+            "stats": {k: metrics[k] for k in ("pool_size", "rounds") if k in metrics},
+            "trajectory": [p.get("best_test_accuracy", float("nan")) for p in report["rounds"]]}
 
 
 def check_methods(methods: list[str]) -> list[str]:
     """Validate method names."""
     for method in methods:
-        if method not in METHODS:
-            raise PredNASError(f"unknown method {method!r}; expected one of: {', '.join(METHODS)}")
+        check_method(method)
     if not methods:
         raise PredNASError(f"no method given; expected some of: {', '.join(METHODS)}")
     return methods
@@ -87,37 +131,43 @@ def run_benchmark(
     methods: list[str],
     signal: str = "valid",
     workers: int | None = None,
-    config: SearchConfig | None = None,
+    overrides: tuple[str, ...] = (),
     progress: Any = None,
 ) -> dict[str, Any]:
     """Run every method ``repeats`` times and collect the Table II figures."""
     check_methods(methods)
-    config = replace(config or SearchConfig(), n=n, k=k)
-    entries = {m: (m, config) for m in methods}
-    return run_entries(dataset, entries, repeats=repeats, seed=seed, signal=signal, workers=workers, progress=progress)
+    entries = {m: (m, tuple(overrides)) for m in methods}
+    return run_entries(dataset, entries, n=n, k=k, repeats=repeats, seed=seed, signal=signal, workers=workers,
+                       progress=progress)
 
 
 def run_entries(
     dataset: str,
-    entries: dict[str, tuple[str, SearchConfig]],
+    entries: dict[str, tuple[str, tuple[str, ...]]],
     *,
+    n: int,
+    k: int,
     repeats: int,
     seed: int,
     signal: str = "valid",
     workers: int | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Run each labelled (method, config) ``repeats`` times, paired by seed."""
+    """Run each labelled (method, config overrides) ``repeats`` times, paired by run seed."""
     check_dataset(dataset)
     if signal not in SIGNALS:
         raise PredNASError(f"unknown signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
     if not isinstance(repeats, int) or repeats < 1:
         raise PredNASError(f"repeats must be a positive integer, got {repeats!r}")
+    if not isinstance(seed, int) or seed < 0 or run_seed(seed, repeats - 1) > 2**31 - 1:
+        raise PredNASError(f"seed must be an integer in [0, 2147483], got {seed!r}")
     space = NB201TableEvaluator(dataset, signal).space
-    n, k = next(iter(entries.values()))[1].n, next(iter(entries.values()))[1].k
-    for _, config in entries.values():
-        check_budget(space, config.n, config.k)
-    jobs = [Job(label, m, r, dataset, signal, seed, c) for label, (m, c) in entries.items() for r in range(repeats)]
+    check_budget(space, n, k)
+    for method, overrides in entries.values():
+        check_method(method)
+        bench_spec(dataset, signal, n, k, run_seed(seed, 0), (*PIPELINE_METHODS.get(method, ()), *overrides))
+    jobs = [Job(label, m, r, dataset, signal, seed, n, k, o) for label, (m, o) in entries.items()
+            for r in range(repeats)]
     start = time.perf_counter()
     rows = _run_all(jobs, workers or min(2, os.cpu_count() or 1), progress)
     results = {label: _summarise([r for r in rows if r["label"] == label]) for label in entries}
@@ -143,6 +193,7 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "queries": [r["queries"] for r in rows],
         "signal_runs": [r["signal"] for r in rows],
         "archs": [r["arch"] for r in rows],
+        "run_seeds": [r["run_seed"] for r in rows],
         "stats": _mean_stats([r["stats"] for r in rows]),
     }
 

@@ -21,7 +21,8 @@ def register(main: click.Group, bench: click.Group) -> None:
 @click.option("--n", "n", type=int, default=30, show_default=True, help="Random samples for the predictor.")
 @click.option("--k", "k", type=int, default=40, show_default=True, help="Top-K queries from the pool.")
 @click.option("--repeats", type=int, default=15, show_default=True, help="Independent searches per method.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Base seed; repeat r uses [seed, r].")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Base seed; repeat r runs as `prednas run --seed 1000*seed+r`.")
 @click.option(
     "--methods",
     default="prednas,prednas-paper,random,rea,predictor-random",
@@ -29,7 +30,8 @@ def register(main: click.Group, bench: click.Group) -> None:
     help="Comma-separated methods.",
 )
 @click.option("--signal", default="valid", show_default=True, help="Search on the valid (or test) column.")
-@click.option("--option", "options", multiple=True, help="SearchConfig override key=value (repeatable).")
+@click.option("--set", "--option", "options", multiple=True,
+              help="Search config override key=value, as `prednas run --set` takes it (repeatable).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: up to 2).")
 @click.option(
     "--json",
@@ -55,9 +57,6 @@ def bench_nb201(
 
     from prednas.bench.nb201 import check_methods, run_benchmark
     from prednas.bench.report import print_nb201
-    from prednas.search.methods import SearchConfig, parse_overrides
-
-    config = parse_overrides(SearchConfig(n=n, k=k), list(options))
     names = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     if json_path is not None and not json_path.parent.exists():
         raise PredNASError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
@@ -72,7 +71,7 @@ def bench_nb201(
             methods=names,
             signal=signal,
             workers=workers,
-            config=config,
+            overrides=tuple(options),
             progress=lambda: progress.advance(task),
         )
     print_nb201(report)

@@ -33,9 +33,11 @@ def run(root: Path, in_process: bool, json_path: Path | None, **kwargs: Any) -> 
     from rich.console import Console
 
     from prednas.pipeline.local import preflight, resolve_embedded, run_local
+    from prednas.tracking.relocate import anchor
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # schema-creation chatter of a new SQLite store
     spec = resolve_embedded(load_spec(kwargs), root)
+    anchor(root)  # a moved or copied root keeps its artifacts
     if json_path is not None and not json_path.parent.exists():
         raise PredNASError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
     preflight(spec)
@@ -66,9 +68,12 @@ def _in_process(spec: Any, console: Any) -> tuple[dict[str, Any], float, str]:
 
 
 def _task_count(spec: Any) -> int:
-    """Steps of one run: sample, the shards of each stage, fit, search, select (and select-final), close."""
+    """Steps of one run: sample and its shards, per round fit, propose and shards, select (and final), close."""
+    from prednas.pipeline.steps import round_sizes
+
     final = min(spec.shards, spec.final_m) + 1 if spec.final_m else 0
-    return 5 + min(spec.shards, spec.n) + min(spec.shards, spec.k) + final
+    rounds = sum(2 + min(spec.shards, size) for size in round_sizes(spec.k, spec.rounds))
+    return 3 + min(spec.shards, spec.n) + rounds + final
 
 
 class _progress:
@@ -136,6 +141,14 @@ def print_report(report: dict[str, Any], seconds: float) -> None:
               ("tracking", _short_uri(report["tracking_uri"]))]
     for name, value in lines:
         click.echo(_wrapped(f"{name:<{LABEL}}", value))
+    trajectory = report.get("rounds") or []
+    if trajectory:
+        click.echo("best so far after each round (search signal, test where known)")
+        for point in trajectory:
+            test = f"  test {point['best_test_accuracy']:.2f}" if "best_test_accuracy" in point else ""
+            label = "samples" if point["round"] == 0 else f"round {point['round']:.0f}"
+            click.echo(f"  {label:<10} {point['queries']:>4.0f} queries  {point.get('best_accuracy', float('nan')):.2f}"
+                       f"{test}")
 
 
 def _header(name: str) -> str:

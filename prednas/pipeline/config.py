@@ -29,6 +29,7 @@ FIT_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "huber_del
 GRADIENT_KEYS = ("starts", "steps", "lr", "lr_decay", "optimizer", "penalty", "radius")
 PREDICTOR_KEYS = (*FIT_KEYS, "cv_folds", "aux_target", "members")
 MAX_MEMBERS = 32  # main-predictor ensemble
+DEFAULT_ROUNDS = 4  # fit -> propose -> evaluate rounds the K queries are spent in (at most K)
 DEFAULT_FOLDS = 3  # cross-validation folds of the predictor fit
 AUX_TARGETS = ("flops", "macs", "params", "latency_ms")  # as prednas.search.constrained.METRICS
 
@@ -126,6 +127,9 @@ class SearchSpec:
     n: int = 30
     k: int = 40
     seed: int = 0
+    rounds: int | None = None
+    exhaustive_limit: int = 100_000
+    pretrain: int = 0
     predictor: dict[str, Any] = field(default_factory=dict)
     gradient: dict[str, Any] = field(default_factory=dict)
     alphas: tuple[float, ...] = (0.0,)
@@ -145,6 +149,10 @@ class SearchSpec:
         set_(self, "n", _int("n", self.n, 2))
         set_(self, "k", _int("k", self.k, 1))
         set_(self, "seed", _int("seed", self.seed, 0, 2**31 - 1))
+        set_(self, "rounds", min(DEFAULT_ROUNDS, self.k) if self.rounds is None else
+             _int("rounds", self.rounds, 1, self.k))
+        set_(self, "exhaustive_limit", _int("exhaustive_limit", self.exhaustive_limit, 0, 10**9))
+        set_(self, "pretrain", _int("pretrain", self.pretrain, 0, 10**6))
         set_(self, "shards", _int("shards", self.shards, 1, 1000))
         set_(self, "parallelism", _int("parallelism", self.parallelism, 1, 1000))
         set_(self, "retries", _int("retries", self.retries, 0, 10))
@@ -263,7 +271,8 @@ class SearchSpec:
         return {
             "space": self.space, "evaluator": self.evaluator, "topk_evaluator": self.topk_evaluator,
             "final_m": self.final_m, "final_evaluator": self.final_evaluator,
-            "n": self.n, "k": self.k, "seed": self.seed, "predictor": self.predictor, "gradient": self.gradient,
+            "n": self.n, "k": self.k, "seed": self.seed, "exhaustive_limit": self.exhaustive_limit,
+            "pretrain": self.pretrain, "predictor": self.predictor, "gradient": self.gradient,
             "alphas": list(self.alphas), "cost_metric": cost.metric if self.cost else "",
             "cost_target": cost.target, "cost_window": cost.window, "shards": self.shards,
             "tracking_uri": self.tracking_uri, "experiment": self.experiment, "store_uri": self.store_uri,
@@ -273,7 +282,7 @@ class SearchSpec:
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> SearchSpec:
-        """Inverse of ``to_arguments`` (compile-time fields keep their defaults)."""
+        """Inverse of ``to_arguments`` (compile-time fields keep their defaults; ``rounds`` is compiled in)."""
         args = dict(arguments)
         metric = args.pop("cost_metric", "")
         target, window = args.pop("cost_target", 0.0), args.pop("cost_window", 0.0)

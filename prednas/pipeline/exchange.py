@@ -24,21 +24,32 @@ from prednas.store.triplet import Triplet
 STREAMS = {"sample": 0, "fit": 1, "search": 2, "top-up": 3, "cv": 4}
 
 
-def rng_for(seed: int, stream: str) -> np.random.Generator:
-    """The generator of one step's stream under the search seed."""
-    return np.random.default_rng([int(seed), STREAMS[stream]])
+def rng_for(seed: int, stream: str, round_: int = 0) -> np.random.Generator:
+    """The generator of one step's stream under the search seed (per round for the rounds' steps)."""
+    return np.random.default_rng([int(seed), STREAMS[stream], *([int(round_)] if round_ else [])])
 
 
-def seed_for(seed: int, stream: str) -> int:
+def seed_for(seed: int, stream: str, round_: int = 0) -> int:
     """An integer seed (for torch) drawn from one step's stream."""
-    return int(rng_for(seed, stream).integers(0, 2**31 - 1))
+    return int(rng_for(seed, stream, round_).integers(0, 2**31 - 1))
 
 
-def make_shards(stage: str, archs: Sequence[dict[str, Any]], shards: int) -> list[str]:
-    """Split architecture dicts into at most ``shards`` round-robin shards (at least one, maybe empty)."""
+def make_shards(stage: str, archs: Sequence[dict[str, Any]], shards: int, *, round_: int = 0) -> list[str]:
+    """Split architecture dicts into at most ``shards`` round-robin shards (at least one, maybe empty).
+
+    A top-K shard names its round (1..R); the sample and final stages' shards carry round 0.
+    """
     count = max(1, min(shards, len(archs)))
-    return [json.dumps({"stage": stage, "index": i, "archs": list(archs[i::count])}, sort_keys=True)
-            for i in range(count)]
+    return [json.dumps({"stage": stage, "index": i, "round": round_, "archs": list(archs[i::count])},
+                       sort_keys=True) for i in range(count)]
+
+
+def shard_round(payload: str) -> int:
+    """The round a shard belongs to (0 when it names none)."""
+    try:
+        return int(json.loads(payload).get("round", 0))
+    except (ValueError, TypeError, AttributeError):
+        raise PredNASError(f"malformed shard {payload[:80]!r}; expected JSON with stage, index and archs") from None
 
 
 def parse_shard(payload: str) -> tuple[str, int, list[dict[str, Any]]]:
@@ -132,6 +143,10 @@ def _store(uri: str) -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _tracker(uri: str, experiment: str) -> Any:
+    from prednas.tracking.null import NONE_URI, NullTracker
+
+    if uri == NONE_URI:
+        return NullTracker()
     from prednas.tracking import Tracker
 
     return Tracker(uri, experiment)

@@ -61,32 +61,36 @@ def ensemble_size(options: dict[str, Any], space: Any) -> int:
 
 
 def cross_validate(space: Any, x: np.ndarray, y: np.ndarray, config: FitConfig, *, folds: int, seed: int,
-                   rng: np.random.Generator) -> dict[str, float]:
+                   rng: np.random.Generator, init: dict[str, Any] | None = None) -> dict[str, float]:
     """Kendall tau and RMSE of out-of-fold predictions (folds drawn by ``rng``)."""
     order = rng.permutation(len(y))
     predicted = np.empty(len(y))
     for fold in np.array_split(order, folds):
         train = np.setdiff1d(order, fold)
-        model = fit_predictor(space, x[train], y[train], seed=seed, config=config)
+        model = fit_predictor(space, x[train], y[train], seed=seed, config=config, init=init)
         predicted[fold] = model.predict(x[fold])
     return {"cv_kendall_tau": kendall_tau(predicted, y), "cv_rmse": float(np.sqrt(np.mean((predicted - y) ** 2)))}
 
 
 def fit_main_and_aux(space: Any, archs: list[Any], accuracy: np.ndarray, costs: list[dict[str, float]],
-                     options: dict[str, Any], *, aux_metric: str | None, seed: int,
-                     cv_seed: int) -> tuple[Predictor | Ensemble, Predictor | None, dict[str, dict[str, float]]]:
-    """The main predictor with its cross-validated quality, and the auxiliary one when ``aux_metric`` is set."""
+                     options: dict[str, Any], *, aux_metric: str | None, seed: int, cv_seed: int,
+                     init: dict[str, Any] | None = None,
+                     ) -> tuple[Predictor | Ensemble, Predictor | None, dict[str, dict[str, float]]]:
+    """The main predictor with its cross-validated quality, and the auxiliary one when ``aux_metric`` is set.
+
+    ``init`` (pretrained weights) starts every main network, the cross-validation folds' too.
+    """
     from prednas.search import constrained
 
     x = np.stack([space.encode(a) for a in archs])
     if aux_metric is None:
-        main, quality = fit_with_cv(space, x, accuracy, options, seed=seed, cv_seed=cv_seed)
+        main, quality = fit_with_cv(space, x, accuracy, options, seed=seed, cv_seed=cv_seed, init=init)
         return main, None, {"accuracy": quality}
     config = fit_config(options)
-    quality = _cv_quality(space, x, accuracy, options, config, seed=seed, cv_seed=cv_seed)
+    quality = _cv_quality(space, x, accuracy, options, config, seed=seed, cv_seed=cv_seed, init=init)
     records = [constrained.Measured(a, float(y), c) for a, y, c in zip(archs, accuracy, costs, strict=True)]
     main, aux = constrained.fit_predictors(space, records, aux_metric=aux_metric, seed=seed, config=config,
-                                           members=ensemble_size(options, space))
+                                           members=ensemble_size(options, space), init=init)
     quality["train_kendall_tau"] = kendall_tau(main.predict(x), accuracy)
     return main, aux, {"accuracy": quality, aux_metric: _aux_quality(space, aux, records, aux_metric, cv_seed)}
 
@@ -106,18 +110,19 @@ def _aux_quality(space: Any, aux: Predictor, records: list[Any], metric: str, se
 
 
 def _cv_quality(space: Any, x: np.ndarray, y: np.ndarray, options: dict[str, Any], config: FitConfig, *,
-                seed: int, cv_seed: int) -> dict[str, float]:
+                seed: int, cv_seed: int, init: dict[str, Any] | None = None) -> dict[str, float]:
     folds = min(int(options.get("cv_folds", DEFAULT_FOLDS)), len(y))
     if folds < 2:
         return {}
-    return cross_validate(space, x, y, config, folds=folds, seed=seed, rng=np.random.default_rng(cv_seed))
+    return cross_validate(space, x, y, config, folds=folds, seed=seed, rng=np.random.default_rng(cv_seed), init=init)
 
 
 def fit_with_cv(space: Any, x: np.ndarray, y: np.ndarray, options: dict[str, Any], *, seed: int,
-                cv_seed: int) -> tuple[Predictor | Ensemble, dict[str, float]]:
+                cv_seed: int, init: dict[str, Any] | None = None) -> tuple[Predictor | Ensemble, dict[str, float]]:
     """A predictor fitted on all of (x, y) and its cross-validated quality (empty with cv_folds 0)."""
     config = fit_config(options)
-    quality = _cv_quality(space, x, y, options, config, seed=seed, cv_seed=cv_seed)
-    predictor = fit_ensemble(space, x, y, seed=seed, members=ensemble_size(options, space), config=config)
+    quality = _cv_quality(space, x, y, options, config, seed=seed, cv_seed=cv_seed, init=init)
+    predictor = fit_ensemble(space, x, y, seed=seed, members=ensemble_size(options, space), config=config,
+                             init=init)
     quality["train_kendall_tau"] = kendall_tau(predictor.predict(x), y)
     return predictor, quality

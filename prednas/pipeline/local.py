@@ -128,7 +128,7 @@ def run_local(spec: SearchSpec, *, root: str | Path = "runs", run_key: str | Non
     work, log_path = base / "kfp" / key, base / "logs" / f"{key}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = build_pipeline(parallelism=spec.parallelism, retries=spec.retries, cpu=spec.resources.cpu,
-                              memory=spec.resources.memory)
+                              memory=spec.resources.memory, rounds=spec.rounds)
     started = time.time()
     with _environment(work / "tmp"), open(log_path, "w") as log:
         tee = _LogTee(log, on_task)

@@ -85,7 +85,7 @@ def compile_package(spec: SearchSpec, path: str | Path) -> Path:
 
     spec = cluster_spec(spec)
     return compile_pipeline(path, parallelism=spec.parallelism, retries=spec.retries, cpu=spec.resources.cpu,
-                            memory=spec.resources.memory, defaults=spec.to_arguments())
+                            memory=spec.resources.memory, rounds=spec.rounds, defaults=spec.to_arguments())
 
 
 LOGIN_HINT = "pass a token (KFP_EXISTING_TOKEN or KF_PIPELINES_SA_TOKEN_PATH) or use the in-cluster address"

@@ -2,9 +2,11 @@
 
 Paper Sec. III-D: the top K of the pool are measured and "the best model" among them is the
 result; on NAS-Bench-201 (Table II) the answer is the best of all N + K queries. Here the
-candidates are every triplet the search knows under the sample config (this run's and
-the warm start's) plus the top K; when the top-K stage uses another (longer) recipe only
-its results are comparable, so only they are candidates.
+candidates are every triplet the search knows (this run's, every round's, and the warm
+start's); when the top-K stage uses another (longer) recipe only its results are
+comparable, so only they are candidates. The same rule gives the best-so-far logged after
+each round (``best_of``), so the parent's ``best_accuracy`` against ``queries`` is the
+search trajectory.
 
 The parent run receives the final metrics, the plots (predicted vs measured on the top K,
 the search trajectory, accuracy vs cost with the Pareto front) and ``final/report.json``.
@@ -29,27 +31,38 @@ import numpy as np
 from prednas.errors import PredNASError
 from prednas.pipeline import exchange
 from prednas.pipeline.context import SearchContext, stage
+from prednas.pipeline.state import SearchState
 from prednas.store.triplet import Triplet
 
 TABLE_ROWS = 10
 
 
-def _candidates(spec: Any, training: list[Triplet], topk: list[Triplet]) -> tuple[list[Triplet], list[Triplet]]:
+def _candidates(spec: Any, known: list[Triplet]) -> tuple[list[Triplet], list[Triplet]]:
     """The triplets ``select`` chooses among, and the others (another recipe, or outside the cost window).
 
-    Under a cost target only architectures inside the window are candidates (the random
-    samples need not be), unless none is: then every measured one stays a candidate.
+    When the top-K stage has its own recipe only its results are comparable, so only they
+    are candidates. Under a cost target only architectures inside the window are
+    candidates (the random samples need not be), unless none is: then every one stays.
     """
-    if stage(spec, "sample").hash == stage(spec, "top-k").hash:
-        candidates, others = exchange.unique_by_key([*training, *topk]), []
+    known = exchange.unique_by_key(known)
+    topk_hash = stage(spec, "top-k").hash
+    if stage(spec, "sample").hash == topk_hash:
+        candidates, others = known, []
     else:
-        candidates, others = exchange.unique_by_key(topk), exchange.unique_by_key(training)
+        candidates = [t for t in known if t.config_hash == topk_hash]
+        others = [t for t in known if t.config_hash != topk_hash]
     if spec.cost is not None:
         inside = [t for t in candidates if _in_window(spec.cost, t)]
         if inside:
             keys = {t.key for t in inside}
             return inside, [*(t for t in candidates if t.key not in keys), *others]
     return candidates, others
+
+
+def best_of(spec: Any, known: list[Triplet]) -> Triplet | None:
+    """What ``select`` would choose among ``known`` (None when nothing is a candidate)."""
+    candidates, _ = _candidates(spec, known)
+    return _ranked(candidates)[0] if candidates else None
 
 
 def _in_window(cost: Any, triplet: Triplet) -> bool:
@@ -62,27 +75,38 @@ def _ranked(triplets: list[Triplet]) -> list[Triplet]:
     return sorted(triplets, key=lambda t: (-t.accuracy, t.created_at))
 
 
-def select(context: SearchContext, training: list[Triplet], topk: list[Triplet], picks: dict[str, Any],
-           versions: dict[str, str]) -> dict[str, Any]:
-    """The final choice, its metrics and figures logged on the parent run; returns the report."""
+def select(context: SearchContext, state: SearchState, topk: list[Triplet]) -> dict[str, Any]:
+    """The final choice, its metrics and figures logged on the parent run; returns the report.
+
+    ``state`` is the search state after the last round's search, ``topk`` what that round measured.
+    """
+    from prednas.pipeline.steps import progress_point
+
     spec = context.spec
-    candidates, _ = _candidates(spec, training, topk)
+    state = state.extended(topk)
+    candidates, _ = _candidates(spec, state.known)
     if not candidates:
         raise PredNASError("no measured architecture to choose from; the evaluate steps produced nothing")
     best = _ranked(candidates)[0]
-    ours = [t for t in exchange.unique_by_key([*training, *topk]) if t.run_id == context.parent_run_id]
+    ours = [t for t in state.known if t.run_id == context.parent_run_id]
+    point = progress_point(context, state.known, state.round)
+    trajectory = [*state.trajectory, point]
     metrics = {**_best_metrics("best", _row(best)),
                "queries": float(len({t.arch_id + t.stage for t in ours})),
-               "warm_start": float(len([t for t in training if t.run_id != context.parent_run_id])),
-               "wall_time_s": time.time() - context.started_at, "pool_size": float(picks.get("pool_size", 0))}
-    measured, predicted = _topk_pairs(topk, picks)
+               "warm_start": float(len([t for t in state.known if t.run_id != context.parent_run_id])),
+               "rounds": float(state.round), "wall_time_s": time.time() - context.started_at,
+               "pool_size": float(state.stats[-1].get("pool_size", 0)) if state.stats else 0.0}
+    measured, predicted = _topk_pairs(state.known, state.picks)
     if len(measured) >= 2:
         from prednas.predictors.fit import kendall_tau
 
         metrics["topk_kendall_tau"] = kendall_tau(np.array(predicted), np.array(measured))
     tracker = context.run.tracker()
+    tracker.log_progress(context.parent_run_id, point)
+    versions = state.versions[-1] if state.versions else {}
     champion = _crown(context, best, versions.get("accuracy"), tracker)
     report = _report(context, best, candidates, metrics, versions, champion)
+    report["rounds"] = trajectory
     tracker.log_final(context.parent_run_id, metrics, _figures(spec, candidates, best, measured, predicted),
                       report=report)
     return report
@@ -94,7 +118,7 @@ def _best_metrics(prefix: str, row: dict[str, Any]) -> dict[str, float]:
             **{f"{prefix}_{k}": v for k, v in row["report"].items()}}
 
 
-def plan_final(context: SearchContext, training: list[Triplet], topk: list[Triplet]) -> tuple[list[Triplet], list[str]]:
+def plan_final(context: SearchContext, state: SearchState, topk: list[Triplet]) -> tuple[list[Triplet], list[str]]:
     """The best ``final_m`` distinct architectures by the search signal, and the final stage's shards.
 
     Ranked as ``select`` ranks its candidates; when the top-K stage has its own recipe the
@@ -103,7 +127,7 @@ def plan_final(context: SearchContext, training: list[Triplet], topk: list[Tripl
     spec = context.spec
     if spec.final_m == 0:
         return [], []
-    candidates, others = _candidates(spec, training, topk)
+    candidates, others = _candidates(spec, [*state.known, *topk])
     space = stage(spec, "sample").space
     chosen, keys = [], set()
     for t in [*_ranked(candidates), *_ranked(others)]:
@@ -143,12 +167,11 @@ def select_final(context: SearchContext, selected: dict[str, Any], finalists: li
     return report
 
 
-def _topk_pairs(topk: list[Triplet], picks: dict[str, Any]) -> tuple[list[float], list[float]]:
-    """Measured and predicted accuracy of each top-K architecture (matched by architecture JSON)."""
-    archs, scores = picks.get("picks", []), picks.get("predicted", [])
-    predicted = {json.dumps(a, sort_keys=True): p for a, p in zip(archs, scores, strict=True)}
-    pairs = [(t.accuracy, predicted[key]) for t in exchange.unique_by_key(topk)
-             if (key := json.dumps(t.arch, sort_keys=True)) in predicted]
+def _topk_pairs(known: list[Triplet], picks: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Measured and predicted accuracy of each top-K pick (matched by architecture JSON), every round."""
+    predicted = {json.dumps(p["arch"], sort_keys=True): p["predicted"] for p in picks}
+    pairs = [(t.accuracy, predicted[key]) for t in exchange.unique_by_key(known)
+             if t.stage == "top-k" and (key := json.dumps(t.arch, sort_keys=True)) in predicted]
     return [m for m, _ in pairs], [p for _, p in pairs]
 
 

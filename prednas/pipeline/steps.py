@@ -1,12 +1,23 @@
-"""The pipeline's steps as library functions: PredNAS's single pass (paper Fig. 2, Sec. III).
+"""The pipeline's steps as library functions: PredNAS (paper Fig. 2, Sec. III) with K spent in rounds.
 
-``sample`` N architectures -> ``evaluate`` them shard by shard -> ``fit_predictors`` (main
-and auxiliary, Sec. III-C) -> ``search`` (Algorithm 1 over an alpha grid, Eq. 2-4) ->
-``evaluate`` the top K -> ``select`` the best and report -> (with ``final_m`` > 0)
-``evaluate`` the best m again with the final recipe -> ``select_final`` (both in
-``prednas.pipeline.report``); ``close`` ends the MLflow run.
+``sample`` N architectures -> ``evaluate`` them shard by shard -> for each of R rounds:
+``fit_predictors`` (main and auxiliary, Sec. III-C, on everything measured so far) ->
+``search`` (propose this round's share of K) -> ``evaluate`` those -> ``select`` the best
+and report -> (with ``final_m`` > 0) ``evaluate`` the best m again with the final recipe ->
+``select_final`` (both in ``prednas.pipeline.report``); ``close`` ends the MLflow run.
 Each takes and returns JSON-able values and file paths, so one function runs from
-Python (``prednas.pipeline.inprocess``), the CLI and a KFP component alike.
+Python (``prednas.pipeline.inprocess``), the CLI, the benchmarks and a KFP component alike.
+
+The rounds carry a *search state* (``prednas.pipeline.state``): every triplet known so far
+(this run's and the warm start's), the picks of each round with their predictions, the
+predictor versions and the best-so-far trajectory. Round r's fit trains on the state's
+triplets of the sample evaluator's config, so later rounds learn from earlier rounds' results.
+
+``search`` scores every equivalence class when the space can be enumerated within
+``exhaustive_limit`` (no alpha above 0, and a cost window, if any, on an analytic cost),
+and runs Algorithm 1 over the alpha grid (with the cost window for size spaces) otherwise.
+With ``pretrain`` > 0 each fit starts from a predictor pretrained to rank the space by
+analytic MACs (``prednas.search.acquisition.pretrained_state``).
 
 The triplet store is the system of record: ``evaluate`` looks every architecture up
 before measuring it, writes each new triplet before logging it to MLflow and before the
@@ -15,12 +26,13 @@ evaluator config. A rerun of the same run (same run key, e.g. a KFP retry) re-pl
 same architectures and reuses what it stored; a new run skips everything other runs
 measured and fits its predictors on it too (warm start).
 
-Deviations from the paper: the auxiliary predictor is fitted only when it is used (an
-alpha above 0, or a window on a measured latency), on the log of its cost as in
-``prednas.search.constrained``; a pool shorter than K is topped up with
-random unseen architectures (as ``prednas.search.methods.run_prednas_paper`` does); the
-final choice is the best measured architecture the search knows (this run's and the warm
-start's when both stages share one evaluator config, else the top K), as in Table II.
+Deviations from the paper: the K queries are spent in rounds (``rounds: 1``,
+``exhaustive_limit: 0`` and ``pretrain: 0`` give the paper's single pass); the auxiliary
+predictor is fitted only when it is used (an alpha above 0, or a window on a measured
+latency), on the log of its cost as in ``prednas.search.constrained``; a pool shorter than
+the round's share is topped up with random unseen architectures; the final choice is the
+best measured architecture the search knows (this run's and the warm start's when both
+stages share one evaluator config, else the top K), as in Table II.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from prednas.errors import PredNASError
 from prednas.pipeline import exchange
 from prednas.pipeline.config import SearchSpec
 from prednas.pipeline.context import SearchContext, Stage, stage
+from prednas.pipeline.state import SearchState
 from prednas.store.triplet import Triplet
 
 
@@ -62,20 +75,11 @@ def _keys(space: Any, archs: list[dict[str, Any]]) -> set[str]:
     return {space.equivalence_key(space.from_dict(a)) for a in archs}
 
 
-def _draw_unseen(space: Any, known: set[str], rng: np.random.Generator, count: int,
-                 max_draws: int = 200_000) -> list[Any]:
+def _draw_unseen(space: Any, known: set[str], rng: np.random.Generator, count: int) -> list[Any]:
     """Up to ``count`` random architectures of distinct equivalence classes, none in ``known``."""
-    keys = set(known)
-    out: list[Any] = []
-    for _ in range(max_draws):
-        if len(out) >= count:
-            break
-        arch = space.sample(rng)
-        key = space.equivalence_key(arch)
-        if key not in keys:
-            keys.add(key)
-            out.append(arch)
-    return out
+    from prednas.search.history import draw_distinct
+
+    return draw_distinct(space, known, rng, count)
 
 
 def evaluate(context: SearchContext, shard: str, *, accelerator: str = "") -> tuple[list[Triplet], dict[str, float]]:
@@ -86,6 +90,7 @@ def evaluate(context: SearchContext, shard: str, *, accelerator: str = "") -> tu
     """
     started = time.time()
     stage_name, _, archs = exchange.parse_shard(shard)
+    round_ = exchange.shard_round(shard)
     if stage_name not in context.spec.stage_evaluators:
         raise PredNASError(f"shard stage {stage_name!r}; expected one of {', '.join(context.spec.stage_evaluators)}")
     st = stage(context.spec, stage_name, accelerator)
@@ -103,7 +108,7 @@ def evaluate(context: SearchContext, shard: str, *, accelerator: str = "") -> tu
             measured += 1
         results.append(triplet)
     if results:
-        run.tracker().log_triplets(context.parent_run_id, results)
+        run.tracker().log_triplets(context.parent_run_id, results, round_=round_)
     metrics = {"evaluated": float(measured), "reused": float(len(results) - measured),
                "seconds": time.time() - started}
     return results, metrics
@@ -137,73 +142,148 @@ def _release(store: Any, st: Stage, triplet: Triplet, context: SearchContext) ->
         store.release(st.space.name, st.hash, triplet.arch_id, context.parent_run_id)
 
 
-def fit_predictors(context: SearchContext, sampled: list[Triplet]) -> dict[str, Any]:
-    """Fit the main (and auxiliary) predictor on the sampled triplets and every other run's (warm start).
+def fit_predictors(context: SearchContext, new: list[Triplet], state: SearchState | None = None) -> dict[str, Any]:
+    """Fit the main (and auxiliary) predictor of the next round on everything measured so far.
 
-    Returns ``training`` (the triplets), ``main``/``aux`` (state bytes, aux None when not
-    fitted), ``metrics`` (their quality: cross-validated Kendall tau and RMSE) and ``versions``.
+    ``new`` are the triplets measured since ``state`` (the sample stage's before round 1,
+    then each round's top K); before round 1 (no state, or the sample step's empty one)
+    the store's triplets of this evaluator config are added as the warm start. Returns
+    ``state`` (the new search state), ``training`` (the triplets fitted on),
+    ``main``/``aux`` (state bytes, aux None when not fitted), ``metrics`` (cross-validated
+    Kendall tau and RMSE) and ``versions`` (registered versions).
     """
     from prednas.pipeline.fitting import fit_main_and_aux, one_thread
     from prednas.store.triplet import training_hash
 
     spec, run = context.spec, context.run
     st = stage(spec, "sample")
-    stored = [t for t in run.store().list(spec.space, st.hash)
-              if t.run_id != context.parent_run_id or t.stage == "sample"]  # not our own top K of an earlier try
-    training = [t for t in exchange.unique_by_key([*stored, *sampled]) if t.config_hash == st.hash]
-    aux_metric = spec.aux_target if spec.needs_aux else None
+    state = state or SearchState()
+    if state.round == 0:  # round 1: every other run's triplets of this evaluator config are the warm start
+        stored = [t for t in run.store().list(spec.space, st.hash)
+                  if t.run_id != context.parent_run_id or t.stage == "sample"]  # not our own top K of an earlier try
+        state = state.extended(stored)
+    state = state.extended(new)
+    round_ = state.round + 1
+    training = [t for t in state.known if t.config_hash == st.hash]
     tracker = run.tracker()
+    point = progress_point(context, state.known, round_ - 1)
+    tracker.log_progress(context.parent_run_id, point)
     digest = tracker.log_training_set(context.parent_run_id, training)
+    aux_metric = spec.aux_target if spec.needs_aux else None
     with one_thread():
+        init = _pretrained(context, st.space) if spec.pretrain else None
         main, aux, quality = fit_main_and_aux(
             st.space, [st.space.from_dict(t.arch) for t in training], np.array([t.accuracy for t in training]),
-            [t.cost for t in training], spec.predictor, aux_metric=aux_metric,
-            seed=exchange.seed_for(spec.seed, "fit"), cv_seed=exchange.seed_for(spec.seed, "cv"))
+            [t.cost for t in training], spec.predictor, aux_metric=aux_metric, init=init,
+            seed=exchange.seed_for(spec.seed, "fit", round_), cv_seed=exchange.seed_for(spec.seed, "cv", round_))
     fitted = {"accuracy": main.state_bytes(), **({aux_metric: aux.state_bytes()} if aux is not None else {})}
-    versions = {target: tracker.log_predictor(context.parent_run_id, state, space=spec.space, target=target,
+    versions = {target: tracker.log_predictor(context.parent_run_id, state_bytes, space=spec.space, target=target,
                                               training_hash=digest, metrics=quality[target])
-                for target, state in fitted.items()}
+                for target, state_bytes in fitted.items()}
     assert digest == training_hash(training)
     metrics = {f"{target}_{k}": v for target, q in quality.items() for k, v in q.items()}
-    return {"training": training, "main": fitted["accuracy"], "aux": fitted.get(aux_metric or ""),
-            "metrics": {**metrics, "training_size": float(len(training))}, "versions": versions}
+    return {"state": state.fitted(versions, point), "training": training, "main": fitted["accuracy"],
+            "aux": fitted.get(aux_metric or ""), "metrics": {**metrics, "training_size": float(len(training))},
+            "versions": versions}
 
 
-def search(context: SearchContext, main: bytes, aux: bytes | None, training: list[Triplet]) -> tuple[dict, list[str]]:
-    """Algorithm 1 over the alpha grid; returns the ranked pool and the top-K shards."""
+def _pretrained(context: SearchContext, space: Any) -> dict[str, Any]:
+    """The cost-pretrained predictor weights, kept in the store so every fit step computes them once."""
+    import io
+
+    import torch
+
+    from prednas.search.acquisition import PRETRAIN_EPOCHS, pretrained_state
+
+    spec = context.spec
+    key = f"artifacts/pretrained/{spec.space}/{spec.pretrain}-{PRETRAIN_EPOCHS}-torch{torch.__version__}.pt"
+    store = context.run.store()
+    if store.exists(key):
+        return torch.load(io.BytesIO(store.get_bytes(key)), weights_only=True)
+    weights = pretrained_state(space, spec.pretrain, PRETRAIN_EPOCHS)
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    store.put_bytes(key, buffer.getvalue())
+    return weights
+
+
+def progress_point(context: SearchContext, known: list[Triplet], rounds_done: int) -> dict[str, float]:
+    """The best-so-far of this search after ``rounds_done`` rounds: what select would answer now."""
+    from prednas.pipeline.report import best_of
+
+    ours = {t.arch_id + t.stage for t in known if t.run_id == context.parent_run_id}
+    best = best_of(context.spec, known)
+    point = {"round": float(rounds_done), "queries": float(len(ours))}
+    if best is not None:
+        point["best_accuracy"] = best.accuracy
+        if "test_accuracy" in best.report:
+            point["best_test_accuracy"] = best.report["test_accuracy"]
+    return point
+
+
+def round_sizes(k: int, rounds: int) -> list[int]:
+    """K split into ``rounds`` shares, the larger ones first (every share at least one)."""
+    if not isinstance(rounds, int) or not 1 <= rounds <= k:
+        raise PredNASError(f"rounds must be an integer in [1, {k}] (at most k, so no round is empty), got {rounds!r}")
+    return [k // rounds + (1 if i < k % rounds else 0) for i in range(rounds)]
+
+
+def search(context: SearchContext, main: bytes, aux: bytes | None, state: SearchState,
+           rounds: int = 1) -> tuple[SearchState, list[str]]:
+    """Propose this round's share of K: every class scored, or Algorithm 1; returns the state and shards."""
     from prednas.pipeline.fitting import one_thread
     from prednas.predictors.fit import Predictor
-    from prednas.search.constrained import SIZE_GRADIENT, ConstrainedConfig, constrained_search
-    from prednas.search.gradient import CostWindow, GradientConfig, alpha_grid_search
 
     spec = context.spec
     st = stage(spec, "sample")
+    round_ = state.round
+    if not 1 <= round_ <= rounds:
+        raise PredNASError(f"round {round_} of rounds={rounds}: the fit of this round has not run")
+    size = round_sizes(spec.k, rounds)[round_ - 1]
     main_p = Predictor.from_bytes(st.space, main)
     aux_p = Predictor.from_bytes(st.space, aux) if aux else None
     if spec.needs_aux and aux_p is None:
         raise PredNASError("the search needs the auxiliary predictor but the fit step produced none")
-    options = dict(spec.gradient)
-    penalty = options.pop("penalty", "window")
-    base = SIZE_GRADIENT if getattr(st.space, "kind", None) == "size" else GradientConfig()
-    config = replace(base, **options)
-    rng = exchange.rng_for(spec.seed, "search")
+    rng = exchange.rng_for(spec.seed, "search", round_)
     with one_thread():
-        if spec.cost is None:
-            pool = alpha_grid_search(st.space, main_p, aux_p, list(spec.alphas), rng=rng, config=config)
-        else:  # a latency window is judged by the auxiliary predictor, an analytic one by the cost model
-            window = CostWindow(spec.cost.metric, spec.cost.target, spec.cost.window)
-            pool = constrained_search(st.space, main_p, aux_p, window, rng=rng, aux_metric=spec.aux_target,
-                                      config=ConstrainedConfig(gradient=config, alphas=spec.alphas, penalty=penalty))
-    known = _keys(st.space, [t.arch for t in training])
-    picks = _unseen(st.space, known, pool.archs)[: spec.k]
+        pool, stats = _pool(spec, st.space, main_p, aux_p, rng)
+    known = _keys(st.space, [t.arch for t in state.known])
+    picks = _unseen(st.space, known, pool)[:size]
     topped = _draw_unseen(st.space, known | {st.space.equivalence_key(a) for a in picks},
-                          exchange.rng_for(spec.seed, "top-up"), spec.k - len(picks)) if len(picks) < spec.k else []
+                          exchange.rng_for(spec.seed, "top-up", round_), size - len(picks)) if len(picks) < size else []
     chosen = [*picks, *topped]
     predicted = main_p.predict_archs(chosen) if chosen else np.zeros(0)
-    result = {"picks": [st.space.to_dict(a) for a in chosen], "predicted": [float(p) for p in predicted],
-              "from_pool": len(picks), "topped_up": len(topped), "pool_size": len(pool),
-              "stats": {k: float(v) for k, v in pool.stats.items()}}
-    return result, exchange.make_shards("top-k", result["picks"], spec.shards)
+    stats = {**stats, "from_pool": float(len(picks)), "topped_up": float(len(topped))}
+    archs = [st.space.to_dict(a) for a in chosen]
+    new_state = state.proposed(archs, [float(p) for p in predicted], stats)
+    return new_state, exchange.make_shards("top-k", archs, spec.shards, round_=round_)
+
+
+def _pool(spec: SearchSpec, space: Any, main: Any, aux: Any, rng: np.random.Generator) -> tuple[list[Any], dict]:
+    """Candidates best first: every class when enumerable within the limit, else Algorithm 1's pool."""
+    from prednas.search.acquisition import can_enumerate, enumerate_classes
+    from prednas.search.constrained import ANALYTIC, SIZE_GRADIENT, ConstrainedConfig, constrained_search
+    from prednas.search.gradient import CostWindow, GradientConfig, alpha_grid_search
+
+    window = CostWindow(spec.cost.metric, spec.cost.target, spec.cost.window) if spec.cost else None
+    analytic = window is None or window.metric in ANALYTIC
+    if can_enumerate(space, spec.exhaustive_limit) and not any(spec.alphas) and analytic:
+        archs = enumerate_classes(space)
+        if window is not None:
+            archs = [a for a in archs if window.contains(space.cost(a))]
+        scores = main.predict_archs(archs) if archs else np.zeros(0)
+        order = np.argsort(-scores, kind="stable")
+        return [archs[i] for i in order], {"pool_size": float(len(archs)), "exhaustive": 1.0}
+    options = dict(spec.gradient)
+    penalty = options.pop("penalty", "window")
+    base = SIZE_GRADIENT if getattr(space, "kind", None) == "size" else GradientConfig()
+    config = replace(base, **options)
+    if window is None:
+        pool = alpha_grid_search(space, main, aux, list(spec.alphas), rng=rng, config=config)
+    else:  # a latency window is judged by the auxiliary predictor, an analytic one by the cost model
+        pool = constrained_search(space, main, aux, window, rng=rng, aux_metric=spec.aux_target,
+                                  config=ConstrainedConfig(gradient=config, alphas=spec.alphas, penalty=penalty))
+    return list(pool.archs), {k: float(v) for k, v in pool.stats.items()}
 
 
 def _unseen(space: Any, known: set[str], archs: list[Any]) -> list[Any]:

@@ -152,14 +152,15 @@ def fit_predictor(
 
 
 def fit_ensemble(space: Any, encodings: np.ndarray, targets: np.ndarray, *, seed: int, members: int,
-                 config: FitConfig = FitConfig()) -> Predictor | Ensemble:
+                 config: FitConfig = FitConfig(), init: dict[str, torch.Tensor] | None = None) -> Predictor | Ensemble:
     """``members`` predictors fitted from seeds ``seed, seed + 1000, ...``; a lone Predictor when ``members`` is 1.
 
     Member 0 is exactly ``fit_predictor(..., seed=seed)``, so one member reproduces a single fit.
     """
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise PredNASError(f"predictor members must be a positive integer, got {members!r}")
-    fitted = [fit_predictor(space, encodings, targets, seed=seed + 1000 * m, config=config) for m in range(members)]
+    fitted = [fit_predictor(space, encodings, targets, seed=seed + 1000 * m, config=config, init=init)
+              for m in range(members)]
     return fitted[0] if members == 1 else Ensemble(fitted)
 
 

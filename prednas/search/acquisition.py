@@ -1,10 +1,7 @@
-"""Choosing what to measure next from fitted predictors.
+"""What the pipeline's search step scores, beyond Algorithm 1: every class, from a cost-pretrained start.
 
-The levers beyond the paper, each a named option of ``SearchConfig`` and generic over spaces:
+Two settings of the search config, both generic over spaces:
 
-- ``ensemble``: M predictors fitted from different seeds; their mean is the score and
-  their spread the uncertainty.
-- ``acquisition``: ``"mean"`` ranks by the predicted score; ``"ucb"`` by mean + beta x std.
 - ``exhaustive_limit``: when the space can be enumerated and holds at most this many
   architectures, every equivalence class is scored instead of running gradient search
   (random shooting over NB201 already covers almost every cell, so this is the
@@ -21,17 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from prednas.predictors.fit import Ensemble
+PRETRAIN_EPOCHS = 30
 
-__all__ = ["Ensemble", "acquire", "can_enumerate", "enumerate_classes", "pretrained_state"]
-
-
-def acquire(ensemble: Ensemble, archs: list[Any], kind: str, beta: float) -> np.ndarray:
-    """Acquisition value of each architecture (higher is better)."""
-    mean, std = ensemble.predict_with_std(archs)
-    if kind == "ucb":
-        return mean + beta * std
-    return mean
+__all__ = ["PRETRAIN_EPOCHS", "can_enumerate", "enumerate_classes", "pretrained_state"]
 
 
 def enumerate_classes(space: Any) -> list[Any]:
@@ -55,7 +44,7 @@ def can_enumerate(space: Any, limit: int) -> bool:
 _PRETRAINED: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
 
 
-def pretrained_state(space: Any, samples: int, epochs: int) -> dict[str, torch.Tensor]:
+def pretrained_state(space: Any, samples: int, epochs: int = PRETRAIN_EPOCHS) -> dict[str, torch.Tensor]:
     """Predictor weights pretrained to rank architectures by log analytic MACs (no training data).
 
     Uses every equivalence class of an enumerable space, else ``samples`` random ones drawn

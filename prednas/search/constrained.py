@@ -168,8 +168,8 @@ def metric_values(space: Any, records: list[Measured], metric: str) -> np.ndarra
 
 
 def fit_predictors(space: Any, records: list[Measured], *, aux_metric: str, seed: int,
-                   config: FitConfig | None = None, aux_samples: int = 1000,
-                   members: int = 1) -> tuple[Predictor | Ensemble, Predictor]:
+                   config: FitConfig | None = None, aux_samples: int = 1000, members: int = 1,
+                   init: dict[str, Any] | None = None) -> tuple[Predictor | Ensemble, Predictor]:
     """Main predictor on accuracy (``members`` MLPs, an ``Ensemble`` when more than one) and
     auxiliary predictor on ``log(aux_metric)`` (MLPs for a size space).
 
@@ -178,7 +178,8 @@ def fit_predictors(space: Any, records: list[Measured], *, aux_metric: str, seed
     """
     config = config or FitConfig()
     x = np.stack([space.encode(r.arch) for r in records])
-    main = fit_ensemble(space, x, np.array([r.accuracy for r in records]), seed=seed, members=members, config=config)
+    main = fit_ensemble(space, x, np.array([r.accuracy for r in records]), seed=seed, members=members, config=config,
+                        init=init)
     y = np.log(metric_values(space, records, aux_metric))
     aux_config = config
     if aux_metric in ANALYTIC and aux_samples > 0:

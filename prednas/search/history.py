@@ -38,6 +38,11 @@ class History:
         """Queries left in the budget."""
         return self.budget - len(self.queries)
 
+    @property
+    def keys(self) -> frozenset[str]:
+        """Equivalence keys of every architecture queried so far."""
+        return frozenset(self._keys)
+
     def seen(self, arch: Any) -> bool:
         """Whether an equivalent architecture was already queried."""
         return self.space.equivalence_key(arch) in self._keys
@@ -98,4 +103,24 @@ def sample_unseen(
             continue
         keys.add(key)
         out.append(arch)
+    return out
+
+
+def draw_distinct(space: Any, known: set[str], rng: np.random.Generator, count: int,
+                  max_draws: int = 200_000) -> list[Any]:
+    """Up to ``count`` random architectures of distinct equivalence classes, none in ``known`` (keys).
+
+    The pipeline's sample step draws its N architectures this way, and the baselines draw
+    theirs from the same stream, so a benchmark's methods start from the same cells.
+    """
+    keys = set(known)
+    out: list[Any] = []
+    for _ in range(max_draws):
+        if len(out) >= count:
+            break
+        arch = space.sample(rng)
+        key = space.equivalence_key(arch)
+        if key not in keys:
+            keys.add(key)
+            out.append(arch)
     return out

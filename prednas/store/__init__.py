@@ -1,7 +1,8 @@
 """Where measured triplets and run artifacts live: a local directory or an S3 prefix.
 
 ``open_store(uri)`` accepts a directory path or ``file://`` URI (the embedded default) or
-``s3://bucket[/prefix]``. See ``base.py`` for the layout and write guarantees and
+``s3://bucket[/prefix]``; ``memory://name`` holds one process's store in memory (benchmarks,
+tests). See ``base.py`` for the layout and write guarantees and
 ``triplet.py`` for the checked object format.
 """
 
@@ -26,12 +27,19 @@ def open_store(uri: str) -> TripletStore:
         from prednas.store.s3 import S3Store
 
         return S3Store(parsed.netloc, unquote(parsed.path))
+    if parsed.scheme == "memory":
+        if not parsed.netloc:
+            raise PredNASError(f"bad memory store URI {uri!r}; expected memory://name")
+        from prednas.store.memory import MemoryStore
+
+        return MemoryStore(parsed.netloc)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise PredNASError(f"bad file URI {uri!r}; expected file:///absolute/path")
         return _local(unquote(parsed.path))
     if parsed.scheme and len(parsed.scheme) > 1:  # a one-letter scheme is a Windows drive
-        raise PredNASError(f"unsupported store URI scheme {parsed.scheme!r} in {uri!r}; expected a path, file:// or s3://")
+        raise PredNASError(f"unsupported store URI scheme {parsed.scheme!r} in {uri!r}; "
+                           "expected a path, file://, s3:// or memory://")
     return _local(uri)
 
 

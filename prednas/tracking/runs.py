@@ -34,6 +34,7 @@ TAG_TRIAL = "prednas.trial"
 TAG_CONFIG = "prednas.config_hash"
 TAG_SOURCE_RUN = "prednas.source_run"
 TAG_RUN_KEY = "prednas.run_key"
+TAG_ROUND = "prednas.round"  # top-K stage children: the round (1..R) that proposed them
 TAG_PARENT = "mlflow.parentRunId"
 KIND_SEARCH = "search"
 KIND_EVALUATION = "evaluation"

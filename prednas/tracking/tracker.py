@@ -212,15 +212,19 @@ class Tracker:
             found = self.client.search_runs([exp], runs.children_filter(parent_run_id, triplet), max_results=1)
             return self._complete(found[0], triplet) if found else self._create_child(exp, parent_run_id, triplet)
 
-    def log_triplets(self, parent_run_id: str, triplets: Iterable[Triplet]) -> list[str]:
-        """``log_triplet`` for many, with one search for the children that already exist."""
+    def log_triplets(self, parent_run_id: str, triplets: Iterable[Triplet], *, round_: int = 0) -> list[str]:
+        """``log_triplet`` for many, with one search for the children that already exist.
+
+        ``round_`` (1..R for the top-K stage's rounds) becomes the children's ``prednas.round`` tag.
+        """
+        extra = {runs.TAG_ROUND: str(round_)} if round_ else {}
         with self._errors(f"log triplets under run {parent_run_id}"):
             exp = self._experiment_of(parent_run_id)
             existing = {runs.identity_of(r): r for r in self.children(parent_run_id)}
             ids = []
             for t in triplets:
                 run = existing.get(runs.child_identity(t))
-                ids.append(self._complete(run, t) if run else self._create_child(exp, parent_run_id, t))
+                ids.append(self._complete(run, t) if run else self._create_child(exp, parent_run_id, t, extra))
             return ids
 
     def children(self, parent_run_id: str) -> list[Any]:
@@ -235,9 +239,11 @@ class Tracker:
                 if not token:
                     return found
 
-    def _create_child(self, exp: str, parent_run_id: str, triplet: Triplet) -> str:
+    def _create_child(self, exp: str, parent_run_id: str, triplet: Triplet,
+                      extra: Mapping[str, str] | None = None) -> str:
         run = self.client.create_run(exp, start_time=_ms(triplet.created_at), run_name=f"{triplet.stage}-"
-                                     f"{triplet.arch_id}", tags=runs.child_tags(parent_run_id, triplet))
+                                     f"{triplet.arch_id}", tags={**runs.child_tags(parent_run_id, triplet),
+                                                                 **(extra or {})})
         return self._fill(run, triplet)
 
     def _complete(self, run: Any, triplet: Triplet) -> str:
@@ -299,15 +305,25 @@ class Tracker:
         with self._errors(f"load {name}/{ref}"):
             return registry.load_state(self.client, self.tracking_uri, name, ref)
 
+    def log_progress(self, parent_run_id: str, point: Mapping[str, float]) -> None:
+        """The best-so-far after a round (``best_accuracy``, ``best_test_accuracy``) at step = queries so far."""
+        from mlflow.entities import Metric
+
+        now, step = _ms(time.time()), int(point["queries"])
+        metrics = [Metric(k, float(point[k]), now, step) for k in ("best_accuracy", "best_test_accuracy", "round")
+                   if k in point]
+        with self._errors(f"log the progress of run {parent_run_id}"):
+            self.client.log_batch(parent_run_id, metrics=metrics)
+
     # -- the end ------------------------------------------------------------------------
     def log_final(self, parent_run_id: str, metrics: Mapping[str, float], figures: Mapping[str, Any] | None = None,
                   *, report: Mapping[str, Any] | None = None) -> None:
         """Final metrics, plots (``plots/{name}.png``) and an optional ``final/report.json``."""
         from mlflow.entities import Metric
 
-        now = _ms(time.time())
+        now, step = _ms(time.time()), int(metrics.get("queries", 0))  # the trajectory's last point
         with self._errors(f"log the final results of run {parent_run_id}"):
-            self.client.log_batch(parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+            self.client.log_batch(parent_run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
             for name, figure in (figures or {}).items():
                 self.client.log_figure(parent_run_id, figure, f"plots/{name}.png")
             if report is not None:
