@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from prednas.bench.pipeline import print_overhead, smallest
+from prednas.bench.pipeline import critical_path, print_overhead, smallest
 from prednas.pipeline.config import load_config
 
 
 def test_smallest_search_keeps_the_dag_and_drops_the_work() -> None:
     spec = load_config(None, ["alphas=[0, 1]", "cost={metric: flops, target: 2.0e8, window: 1.0e7}"])
     small = smallest(spec)
-    assert (small.n, small.k, small.shards, small.parallelism) == (2, 2, spec.shards, spec.parallelism)
+    assert (small.n, small.k, small.rounds, small.shards, small.parallelism) == (2, 4, 4, spec.shards,
+                                                                                  spec.parallelism)
+    assert critical_path(small) == critical_path(spec) == 16
     assert small.predictor["epochs"] == 1 and small.predictor["cv_folds"] == 0 and small.gradient["steps"] == 1
     assert small.evaluator == spec.evaluator and small.alphas == (0.0,) and small.cost is None
 
