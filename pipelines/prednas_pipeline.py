@@ -18,13 +18,15 @@ The optional final stage retrains the best ``final_m`` architectures (by the sea
 signal) with ``final_evaluator`` and names the best by that result.
 
 Run-time parameters are the search itself (see ``SearchSpec.to_arguments``); ``build_pipeline``
-takes what Kubeflow fixes at compile time: the fan-out limit, retries and resource
-requests. Accelerator requests are run-time parameters ('' requests none), so one
-compiled pipeline serves table lookups and training evaluators alike.
+takes what Kubeflow fixes at compile time: the fan-out limit, retries, resource requests,
+the step image and the data volume (a PersistentVolumeClaim mounted into every evaluate
+step, through kfp-kubernetes' ``mount_pvc``). Accelerator requests are run-time parameters
+('' requests none), so one compiled pipeline serves table lookups and training evaluators alike.
 
 On a cluster each step reads S3 credentials and endpoint from the Secret and ConfigMap
-``prednas-s3`` (see ``manifests/``); nothing secret is in the compiled YAML. Caching is off:
-the triplet store, not KFP's cache, decides what is measured again.
+``prednas-s3`` (see ``manifests/``), and a run that names no store uses that ConfigMap's
+``PREDNAS_STORE_URI``; nothing secret is in the compiled YAML. Caching is off: the triplet
+store, not KFP's cache, decides what is measured again.
 """
 
 import inspect
@@ -33,7 +35,7 @@ from typing import Any
 
 from kfp import dsl, kubernetes
 
-from prednas.components import close_run, evaluate, fit_predictors, propose, sample, select, select_final
+from prednas.components import IMAGE, close_run, evaluate, fit_predictors, propose, sample, select, select_final
 from prednas.pipeline.config import DEFAULT_ROUNDS
 
 NAME = "prednas"
@@ -42,9 +44,11 @@ COMPILED = Path(__file__).with_name("prednas_pipeline.yaml")
 S3_SECRET = "prednas-s3"
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 S3_CONFIG = "prednas-s3"
-S3_CONFIG_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION"}
+S3_CONFIG_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
+                  "PREDNAS_STORE_URI": "PREDNAS_STORE_URI"}
 CLUSTER_TRACKING_URI = "http://mlflow.prednas.svc.cluster.local:5000"
-CLUSTER_STORE_URI = "s3://prednas/store"
+CLUSTER_STORE_URI = "s3://prednas/store"  # PREDNAS_STORE_URI of manifests/base's ConfigMap prednas-s3
+DATA_MOUNT = "/data"
 EVALUATOR = {"name": "nb201-table", "dataset": "cifar100", "signal": "valid"}
 PREDICTOR = {"epochs": 300, "batch_size": 64, "cv_folds": 3, "aux_target": "flops"}
 GRADIENT = {"starts": 100, "steps": 200, "lr": 0.02, "lr_decay": 0.5, "optimizer": "adam"}
@@ -60,9 +64,9 @@ def threads(cpu: str) -> int:
     return max(1, int(cores))
 
 
-def _step(task: dsl.PipelineTask, name: str, cpu: str, memory: str) -> dsl.PipelineTask:
-    """Display name, requests, thread count, S3 settings from the cluster; no KFP cache."""
-    task.set_display_name(name).set_caching_options(False)
+def _step(task: dsl.PipelineTask, name: str, cpu: str, memory: str, image: str = IMAGE) -> dsl.PipelineTask:
+    """Display name, image, requests, thread count, S3 settings from the cluster; no KFP cache."""
+    task.set_display_name(name).set_caching_options(False).set_container_image(image)
     task.set_cpu_request(cpu).set_memory_request(memory)
     task.set_env_variable("OMP_NUM_THREADS", str(threads(cpu)))
     kubernetes.use_secret_as_env(task, S3_SECRET, S3_SECRET_KEYS, optional=True)
@@ -72,19 +76,24 @@ def _step(task: dsl.PipelineTask, name: str, cpu: str, memory: str) -> dsl.Pipel
 
 
 def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", memory: str = "2Gi",
-                   rounds: int = DEFAULT_ROUNDS, defaults: dict[str, Any] | None = None) -> Any:
+                   rounds: int = DEFAULT_ROUNDS, image: str = IMAGE, data_pvc: str = "",
+                   data_mount: str = DATA_MOUNT, defaults: dict[str, Any] | None = None) -> Any:
     """The pipeline function with compile-time settings applied (compile it or run it with kfp.local).
 
     ``rounds`` is how many fit -> propose -> evaluate rounds are unrolled (a run's ``k`` must
-    be at least that). ``defaults`` replaces the parameters' default values (those a run
-    gets when it names none).
+    be at least that). ``image`` is every step's container image; ``data_pvc`` names a
+    PersistentVolumeClaim mounted at ``data_mount`` in every evaluate step ('' mounts none).
+    ``defaults`` replaces the parameters' default values (those a run gets when it names none).
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 100:
         raise ValueError(f"rounds must be an integer in [1, 100], got {rounds!r}")
+    pod = (cpu, memory, image)  # what every step runs in and asks for
 
     def measure(context: Any, shard: Any, accelerator: Any, accelerator_count: Any, name: str) -> Any:
         task = evaluate(context=context, shard=shard, accelerator=accelerator, accelerator_limit=accelerator_count)
-        _step(task, name, cpu, memory).set_retry(retries, backoff_duration="30s", backoff_factor=2.0)
+        _step(task, name, *pod).set_retry(retries, backoff_duration="30s", backoff_factor=2.0)
+        if data_pvc:
+            kubernetes.mount_pvc(task, pvc_name=data_pvc, mount_path=data_mount)
         return task.set_accelerator_type(accelerator).set_accelerator_limit(accelerator_count)
 
     def prednas(space: str = "nb201", evaluator: dict = EVALUATOR, topk_evaluator: dict = {},  # noqa: B006 - KFP defaults
@@ -94,11 +103,11 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
                 gradient: dict = GRADIENT, alphas: list = [0.0], cost_metric: str = "",  # noqa: B006
                 cost_target: float = 0.0, cost_window: float = 0.0, shards: int = 2,
                 tracking_uri: str = CLUSTER_TRACKING_URI, experiment: str = "prednas",
-                store_uri: str = CLUSTER_STORE_URI, run_name: str = "", accelerator: str = "",
+                store_uri: str = "", run_name: str = "", accelerator: str = "",
                 accelerator_count: int = 1, run_key: str = ""):
         closer = close_run(tracking_uri=tracking_uri, experiment=experiment, run_key=run_key,
                            job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        _step(closer, "close MLflow run", cpu, memory)
+        _step(closer, "close MLflow run", *pod)
         with dsl.ExitHandler(closer, name="search"):
             drawn = _step(sample(
                 space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, final_m=final_m,
@@ -107,29 +116,29 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
                 cost_target=cost_target, cost_window=cost_window, shards=shards, tracking_uri=tracking_uri,
                 experiment=experiment, store_uri=store_uri, run_name=run_name, accelerator=accelerator,
                 accelerator_count=accelerator_count, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            ), "sample N", cpu, memory)
+            ), "sample N", *pod)
             context, state = drawn.outputs["context"], drawn.outputs["state"]
             with dsl.ParallelFor(drawn.outputs["Output"], parallelism=parallelism) as shard:
                 measured = measure(context, shard, accelerator, accelerator_count, "evaluate sample shard")
             for r in range(1, rounds + 1):
                 fitted = _step(fit_predictors(context=context, state=state,
                                               measured=dsl.Collected(measured.outputs["triplets"])),
-                               f"fit predictors (round {r}/{rounds})", cpu, memory)
+                               f"fit predictors (round {r}/{rounds})", *pod)
                 proposed = _step(propose(context=context, main=fitted.outputs["main"], aux=fitted.outputs["aux"],
                                          state=fitted.outputs["fitted"], rounds=rounds),
-                                 f"propose (round {r}/{rounds})", cpu, memory)
+                                 f"propose (round {r}/{rounds})", *pod)
                 state = proposed.outputs["proposed"]
                 with dsl.ParallelFor(proposed.outputs["Output"], parallelism=parallelism) as shard:
                     measured = measure(context, shard, accelerator, accelerator_count, f"evaluate round {r} shard")
             selected = _step(select(context=context, state=state, topk=dsl.Collected(measured.outputs["triplets"])),
-                             "select best", cpu, memory)
+                             "select best", *pod)
             with dsl.If(final_m > 0, name="final-stage"):
                 with dsl.ParallelFor(selected.outputs["Output"], parallelism=parallelism) as shard:
                     final = measure(context, shard, accelerator, accelerator_count, "evaluate final shard")
                 _step(select_final(context=context, selected=selected.outputs["report"],
                                    finalists=selected.outputs["finalists"],
                                    final=dsl.Collected(final.outputs["triplets"])), "select best by final result",
-                      cpu, memory)
+                      *pod)
 
     if defaults:
         _set_defaults(prednas, defaults)

@@ -140,3 +140,63 @@ def test_compile_options_reach_the_yaml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("cpu", "expected"), [("500m", 1), ("1", 1), ("2", 2), ("2.5", 2), ("4000m", 4)])
 def test_threads_follow_the_cpu_request(cpu: str, expected: int) -> None:
     assert threads(cpu) == expected
+
+
+def test_image_and_data_volume_reach_the_yaml(tmp_path: Path) -> None:
+    from prednas.pipeline.remote import StepOptions
+
+    options = StepOptions(image="registry.example/prednas:dev", data_pvc="cifar10-data", data_mount="/mnt/data")
+    data = load(compile_package(load_config(), tmp_path / "p.yaml", options))
+    assert {e["container"]["image"] for e in data["deploymentSpec"]["executors"].values()} == {options.image}
+    k8s = data["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounts = {name: executor.get("pvcMount") for name, executor in k8s.items()}
+    assert {name for name, mount in mounts.items() if mount} == {n for n in mounts if n.startswith("exec-evaluate")}
+    for mount in filter(None, mounts.values()):
+        assert [(m["mountPath"], m["pvcNameParameter"]["runtimeValue"]["constant"]) for m in mount] == [
+            ("/mnt/data", "cifar10-data")]
+
+
+def test_no_data_volume_unless_asked(compiled: dict[str, Any]) -> None:
+    k8s = compiled["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert not any("pvcMount" in executor for executor in k8s.values())
+
+
+def test_every_step_reads_the_clusters_store(compiled: dict[str, Any]) -> None:
+    """A run that names no store uses PREDNAS_STORE_URI of the ConfigMap prednas-s3 (mapped into every pod)."""
+    assert compiled["root"]["inputDefinitions"]["parameters"]["store_uri"]["defaultValue"] == ""
+    for executor in compiled["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
+        mapped = {(c["configMapName"], k["configMapKey"], k["envVar"]) for c in executor["configMapAsEnv"]
+                  for k in c["keyToEnv"]}
+        assert ("prednas-s3", "PREDNAS_STORE_URI", "PREDNAS_STORE_URI") in mapped
+
+
+@pytest.mark.parametrize(("option", "value"), [("--image", "bad image"), ("--data-pvc", "Data_PVC"),
+                                               ("--data-mount", "data")])
+def test_bad_step_options_are_one_line(tmp_path: Path, option: str, value: str) -> None:
+    from click.testing import CliRunner
+
+    from prednas.cli import main
+
+    args = ["compile", "-o", str(tmp_path / "p.yaml"), option, value]
+    if option == "--data-mount":
+        args += ["--data-pvc", "data"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and option in result.output, result.output
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_cli_compile_takes_the_image_and_data_volume(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from prednas.cli import main
+
+    out = tmp_path / "p.yaml"
+    result = CliRunner().invoke(main, ["compile", "-o", str(out), "--image", "registry.example/prednas:dev",
+                                       "--data-pvc", "cifar10-data", "--set", "n=12"])
+    assert result.exit_code == 0, result.output
+    data = load(out)
+    assert {e["container"]["image"] for e in data["deploymentSpec"]["executors"].values()} == {
+        "registry.example/prednas:dev"}
+    assert data["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-evaluate"]["pvcMount"][0][
+        "mountPath"] == "/data"
+    assert data["root"]["inputDefinitions"]["parameters"]["n"]["defaultValue"] == 12

@@ -70,7 +70,7 @@ def test_submit_sends_every_parameter_with_the_cluster_defaults(kfp_api: type[Fa
     (kind, call), = kfp_api.instances[0].calls
     arguments = call["arguments"]
     assert kind == "run" and arguments["n"] == 20 and arguments["experiment"] == "nightly"
-    assert (arguments["tracking_uri"], arguments["store_uri"]) == (CLUSTER_TRACKING_URI, CLUSTER_STORE_URI)
+    assert (arguments["tracking_uri"], arguments["store_uri"]) == (CLUSTER_TRACKING_URI, "")  # the steps' store
     assert call["service_account"] == "prednas-steps" and call["enable_caching"] is False
 
 
@@ -103,3 +103,33 @@ def test_cli_schedule_reports_the_recurring_run(kfp_api: type[FakeClient]) -> No
     assert "recurring run prednas-nb201 (rr-456) created" in result.output
     (_, call), = kfp_api.instances[0].calls
     assert call["max_concurrency"] == 2 and call["no_catchup"] is False and call["params"]["k"] == 25
+
+
+def test_a_run_without_a_store_uses_the_clusters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample step fills an empty store_uri from PREDNAS_STORE_URI (the ConfigMap prednas-s3)."""
+    from prednas.errors import PredNASError
+    from prednas.pipeline.steps import STORE_ENV, cluster_store
+
+    spec = load_config(None, ['store_uri=""'])
+    monkeypatch.setenv(STORE_ENV, CLUSTER_STORE_URI)
+    assert cluster_store(spec).store_uri == CLUSTER_STORE_URI
+    assert cluster_store(load_config(None, ["store_uri=s3://mine/x"])).store_uri == "s3://mine/x"
+    monkeypatch.delenv(STORE_ENV)
+    with pytest.raises(PredNASError, match="store_uri is empty and PREDNAS_STORE_URI is not set"):
+        cluster_store(spec)
+
+
+def test_submit_compiles_with_the_step_options(kfp_api: type[FakeClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def compile_package(spec: Any, path: Path, options: remote.StepOptions) -> Path:
+        seen.append(options)
+        path.write_text("pipelineInfo: {name: prednas}\n")
+        return path
+
+    monkeypatch.setattr(remote, "compile_package", compile_package)
+    options = remote.StepOptions(image="registry.example/prednas:dev", data_pvc="cifar10-data")
+    remote.submit(load_config(), host="http://kfp.example:8080", experiment="prednas", options=options)
+    remote.schedule(load_config(), host="http://kfp.example:8080", cron="0 0 3 * * *", experiment="prednas",
+                    job_name="nightly", options=options)
+    assert seen == [options, options]

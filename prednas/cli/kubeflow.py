@@ -18,6 +18,23 @@ def register(main: click.Group, bench: click.Group) -> None:
     main.add_command(schedule)
 
 
+def _step_options(command: Any) -> Any:
+    """``--image``, ``--data-pvc`` and ``--data-mount``: what the compiled steps run in and mount."""
+    command = click.option("--data-mount", default="/data", show_default=True,
+                           help="Where --data-pvc is mounted; the evaluator's data paths name files under it.")(command)
+    command = click.option("--data-pvc", default="",
+                           help="PersistentVolumeClaim holding the data, mounted into every evaluate step.")(command)
+    return click.option("--image", default="", help="Container image of every step (default: the released "
+                        "prednas image named in components/image.py).")(command)
+
+
+def _options(kwargs: dict[str, Any]) -> Any:
+    """Pop the step options from a command's kwargs."""
+    from prednas.pipeline.remote import StepOptions
+
+    return StepOptions(kwargs.pop("image"), kwargs.pop("data_pvc"), kwargs.pop("data_mount"))
+
+
 def _endpoint(command: Any) -> Any:
     command = click.option("--service-account", default=None,
                            help="Kubernetes ServiceAccount of the steps (see manifests/: prednas-steps).")(command)
@@ -29,33 +46,38 @@ def _endpoint(command: Any) -> Any:
 
 @click.command("compile")
 @config_options
+@_step_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the pipeline package (YAML).")
 def compile_command(output: Path, **kwargs: Any) -> None:
     """Write the pipeline package; the config's values become the parameters' defaults."""
     from prednas.pipeline.remote import compile_package
 
+    options = _options(kwargs)
     spec = load_spec(kwargs)
     if not output.parent.exists():
         raise PredNASError(f"cannot write {output}: folder {output.parent} does not exist")
-    click.echo(f"wrote {compile_package(spec, output)}")
+    click.echo(f"wrote {compile_package(spec, output, options)}")
 
 
 @click.command()
 @config_options
+@_step_options
 @_endpoint
 def submit(host: str, namespace: str | None, service_account: str | None, **kwargs: Any) -> None:
     """Create a run of the pipeline on a Kubeflow Pipelines endpoint."""
     from prednas.pipeline.remote import submit as submit_run
 
+    options = _options(kwargs)
     spec = load_spec(kwargs)
     result = submit_run(spec, host=host, experiment=spec.experiment, namespace=namespace,
-                        service_account=service_account, show_kfp_output=_debug())
+                        service_account=service_account, options=options, show_kfp_output=_debug())
     click.echo(f"run {result['run_id']} created: {result['url']}")
 
 
 @click.command()
 @config_options
+@_step_options
 @_endpoint
 @click.option("--cron", required=True, help="Six-field cron: second minute hour day-of-month month day-of-week.")
 @click.option("--job-name", default=None, help="Name of the recurring run (default: prednas-<space>).")
@@ -74,12 +96,13 @@ def schedule(host: str, namespace: str | None, service_account: str | None, cron
     from prednas.pipeline.remote import schedule as schedule_runs
 
     check_cron(cron)
+    options = _options(kwargs)
     spec = load_spec(kwargs)
     name = job_name or f"prednas-{spec.space}"
     result = schedule_runs(spec, host=host, cron=cron, experiment=spec.experiment, job_name=name,
                            max_concurrency=max_concurrency, catchup=catchup, namespace=namespace,
                            service_account=service_account, start_time=start_time, end_time=end_time,
-                           replace_existing=replace, show_kfp_output=_debug())
+                           replace_existing=replace, options=options, show_kfp_output=_debug())
     where = f"in experiment {spec.experiment} ({result['experiment_id']})"
     if result["status"] == "exists":
         click.echo(f"recurring run {name} ({result['recurring_run_id']}) already exists {where}; "

@@ -1,8 +1,10 @@
 """Compile the pipeline, submit a run and schedule recurring runs on Kubeflow Pipelines (kfp.Client).
 
 A submitted run gets every search parameter explicitly (the config's values), with the
-in-cluster MLflow service and S3 store of ``manifests/`` where the config leaves the
-tracking URI or store empty. Credentials never travel with the run: the KFP endpoint is
+in-cluster MLflow service of ``manifests/`` where the config leaves the tracking URI empty;
+a run whose config names no store uses the ``PREDNAS_STORE_URI`` of the cluster's ConfigMap
+``prednas-s3``, which the steps read. The package is compiled with the ``StepOptions``
+(the step image, a data volume for the evaluate steps). Credentials never travel with the run: the KFP endpoint is
 reached with a bearer token from ``KFP_EXISTING_TOKEN`` or the file named by
 ``KF_PIPELINES_SA_TOKEN_PATH`` (none on a port-forward), and steps read S3 credentials from
 the cluster's Secret.
@@ -30,7 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +45,40 @@ _CRON_FIELDS = (("second", 0, 59, ()), ("minute", 0, 59, ()), ("hour", 0, 23, ()
                 ("day of week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")))
 
 
-def cluster_spec(spec: SearchSpec) -> SearchSpec:
-    """Fill an empty tracking URI or store with the in-cluster defaults of ``manifests/``."""
-    from prednas.pipelines.prednas_pipeline import CLUSTER_STORE_URI, CLUSTER_TRACKING_URI
+_PVC_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a Kubernetes object name (DNS-1123 label)
 
-    return replace(spec, tracking_uri=spec.tracking_uri or CLUSTER_TRACKING_URI,
-                   store_uri=spec.store_uri or CLUSTER_STORE_URI)
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Where the steps run: their image and a PersistentVolumeClaim mounted into the evaluate steps."""
+
+    image: str = ""  # '' = the released image of components/image.py
+    data_pvc: str = ""  # '' = no data volume
+    data_mount: str = "/data"
+
+    def __post_init__(self) -> None:
+        from prednas.components.image import IMAGE
+
+        object.__setattr__(self, "image", self.image or IMAGE)
+        if any(c.isspace() for c in self.image) or self.image.startswith("-"):
+            raise PredNASError(f"--image {self.image!r} is not an image reference; expected e.g. {IMAGE}")
+        if self.data_pvc and (len(self.data_pvc) > 63 or not _PVC_NAME.match(self.data_pvc)):
+            raise PredNASError(f"--data-pvc {self.data_pvc!r} is not a PersistentVolumeClaim name; expected lowercase "
+                               "letters, digits and '-' (at most 63), e.g. cifar10-data")
+        if not self.data_mount.startswith("/") or self.data_mount.rstrip("/") == "" or ":" in self.data_mount:
+            raise PredNASError(f"--data-mount {self.data_mount!r} is not a mount path; expected an absolute folder "
+                               "other than /, e.g. /data")
+
+    def compile_options(self) -> dict[str, str]:
+        """The keyword arguments of ``build_pipeline`` these options set."""
+        return {"image": self.image, "data_pvc": self.data_pvc, "data_mount": self.data_mount.rstrip("/")}
+
+
+def cluster_spec(spec: SearchSpec) -> SearchSpec:
+    """Fill an empty tracking URI with the in-cluster MLflow of ``manifests/`` (the steps fill an empty store)."""
+    from prednas.pipelines.prednas_pipeline import CLUSTER_TRACKING_URI
+
+    return replace(spec, tracking_uri=spec.tracking_uri or CLUSTER_TRACKING_URI)
 
 
 def check_cron(expression: str) -> str:
@@ -79,13 +109,14 @@ def _cron_part(part: str, low: int, high: int, names: tuple[str, ...], wildcard:
         values == sorted(values)
 
 
-def compile_package(spec: SearchSpec, path: str | Path) -> Path:
-    """Write the pipeline package with ``spec``'s compile-time settings and, as defaults, its parameters."""
+def compile_package(spec: SearchSpec, path: str | Path, options: StepOptions | None = None) -> Path:
+    """Write the pipeline package with ``spec``'s and ``options``' compile-time settings and ``spec``'s parameters."""
     from prednas.pipelines.prednas_pipeline import compile_pipeline
 
     spec = cluster_spec(spec)
     return compile_pipeline(path, parallelism=spec.parallelism, retries=spec.retries, cpu=spec.resources.cpu,
-                            memory=spec.resources.memory, rounds=spec.rounds, defaults=spec.to_arguments())
+                            memory=spec.resources.memory, rounds=spec.rounds, defaults=spec.to_arguments(),
+                            **(options or StepOptions()).compile_options())
 
 
 LOGIN_HINT = "pass a token (KFP_EXISTING_TOKEN or KF_PIPELINES_SA_TOKEN_PATH) or use the in-cluster address"
@@ -210,19 +241,19 @@ def _identifier(value: Any) -> str | None:
 
 
 @contextlib.contextmanager
-def _package(spec: SearchSpec) -> Iterator[Path]:
+def _package(spec: SearchSpec, options: StepOptions | None) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="prednas-kfp-") as tmp:
-        yield compile_package(spec, Path(tmp) / "prednas_pipeline.yaml")
+        yield compile_package(spec, Path(tmp) / "prednas_pipeline.yaml", options)
 
 
 def submit(spec: SearchSpec, *, host: str, experiment: str, run_name: str | None = None,
            namespace: str | None = None, service_account: str | None = None,
-           show_kfp_output: bool = False) -> dict[str, str]:
+           options: StepOptions | None = None, show_kfp_output: bool = False) -> dict[str, str]:
     """Create one run of the pipeline and read it back; returns its id and the URL of its page."""
     spec = cluster_spec(spec)
     with kfp_output(show_kfp_output):
         kfp_client = client(host, namespace)
-        with _package(spec) as package, _kfp_errors(host, "create the run"):
+        with _package(spec, options) as package, _kfp_errors(host, "create the run"):
             result = kfp_client.create_run_from_pipeline_package(
                 str(package), arguments=spec.to_arguments(), run_name=run_name or spec.run_name or None,
                 experiment_name=experiment, namespace=namespace, service_account=service_account,
@@ -242,7 +273,7 @@ def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_nam
              max_concurrency: int = 1, catchup: bool = False, namespace: str | None = None,
              service_account: str | None = None, start_time: str | None = None,
              end_time: str | None = None, replace_existing: bool = False,
-             show_kfp_output: bool = False) -> dict[str, str]:
+             options: StepOptions | None = None, show_kfp_output: bool = False) -> dict[str, str]:
     """Create a recurring run and read it back; one of that name is kept, or replaced with ``replace_existing``.
 
     Returns ``recurring_run_id``, ``experiment_id``, ``status`` (``created``, ``exists`` or
@@ -269,7 +300,7 @@ def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_nam
             with _kfp_errors(host, f"delete the recurring run {existing}"):
                 kfp_client.delete_recurring_run(existing)
             out |= {"status": "replaced", "replaced_id": existing}
-        with _package(spec) as package, _kfp_errors(host, "create the recurring run"):
+        with _package(spec, options) as package, _kfp_errors(host, "create the recurring run"):
             job = kfp_client.create_recurring_run(
                 experiment_id=experiment_id, job_name=job_name, cron_expression=cron,
                 max_concurrency=max_concurrency, no_catchup=not catchup, params=spec.to_arguments(),

@@ -50,12 +50,15 @@ from prednas.pipeline.context import SearchContext, Stage, stage
 from prednas.pipeline.state import SearchState
 from prednas.store.triplet import Triplet
 
+STORE_ENV = "PREDNAS_STORE_URI"  # the cluster's store, mapped into every step from the ConfigMap prednas-s3
+
 
 def sample(spec: SearchSpec, *, run_key: str) -> tuple[SearchContext, list[str]]:
     """Open (or find again) the MLflow parent run and draw N architectures no other run measured."""
     started = time.time()
     if not run_key:
         raise PredNASError("run key is empty; expected the pipeline job id or a name for this run")
+    spec = cluster_store(spec)
     first = stage(spec, "sample")
     run = exchange.RunRef(spec.store_uri, spec.tracking_uri, spec.experiment)
     tracker, store = run.tracker(), run.store()
@@ -68,6 +71,19 @@ def sample(spec: SearchSpec, *, run_key: str) -> tuple[SearchContext, list[str]]
         raise PredNASError(f"space {spec.space!r} has only {len(archs)} unmeasured architectures left; n={spec.n}")
     context = SearchContext(spec, run_key, parent, started)
     return context, exchange.make_shards("sample", [first.space.to_dict(a) for a in archs], spec.shards)
+
+
+def cluster_store(spec: SearchSpec) -> SearchSpec:
+    """A spec that names no store gets the cluster's: ``PREDNAS_STORE_URI`` (ConfigMap ``prednas-s3``)."""
+    import os
+
+    if spec.store_uri:
+        return spec
+    store = os.environ.get(STORE_ENV, "").strip()
+    if not store:
+        raise PredNASError(f"store_uri is empty and {STORE_ENV} is not set; expected store_uri: s3://bucket/prefix "
+                           f"in the config, or {STORE_ENV} in the ConfigMap prednas-s3 on the cluster")
+    return replace(spec, store_uri=store)
 
 
 def _keys(space: Any, archs: list[dict[str, Any]]) -> set[str]:
