@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from prednas.bench.nb201 import paired, run_entries
+from prednas.bench.nb201 import run_entries
+from prednas.bench.runner import paired
 from prednas.search.methods import PIPELINE_METHODS
 
 # (row label, overrides added on top of the previous row)

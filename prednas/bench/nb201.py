@@ -15,15 +15,11 @@ reported, never used to choose, so the answers are those of the default config.
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Any
 
-import numpy as np
-
+from prednas.bench.runner import check_repeats, pipeline_answer, run_all, run_pipeline, run_seed, store_name, summarise
 from prednas.errors import PredNASError
 from prednas.evaluators.nb201_table import DATASETS, SIGNALS, NB201TableEvaluator, check_dataset
 from prednas.search.methods import METHODS, PIPELINE_METHODS, check_budget, check_method, run_baseline
@@ -38,11 +34,6 @@ PAPER_TABLE_II: dict[str, tuple[float, float, float]] = {
     "AceNAS": (94.15, 72.64, 45.99),
     "PredNAS (paper)": (94.20, 73.09, 46.72),
 }
-
-
-def run_seed(seed: int, repeat: int) -> int:
-    """The ``prednas run --seed`` value of repeat ``repeat`` under benchmark seed ``seed``."""
-    return 1000 * seed + repeat
 
 
 @dataclass(frozen=True)
@@ -93,23 +84,11 @@ def run_job(job: Job) -> dict[str, Any]:
 
 def _pipeline_job(job: Job) -> dict[str, Any]:
     """The pipeline's own search, in process, on a fresh in-memory store."""
-    import os
-
-    from prednas.pipeline.inprocess import run_inprocess
-    from prednas.store.memory import drop
-
-    name = f"bench-{os.getpid()}-{job.label}-{job.repeat}".replace(" ", "_")
+    name = store_name(job.label, job.repeat)
     spec = bench_spec(job.dataset, job.signal, job.n, job.k, job.run_seed,
                       (*PIPELINE_METHODS[job.method], *job.overrides), store=f"memory://{name}")
-    try:
-        report = run_inprocess(spec, run_key=f"bench-{job.run_seed}")
-    finally:
-        drop(name)
-    best, metrics = report["best"], report["metrics"]
-    return {"test": best["report"]["test_accuracy"], "signal": best["accuracy"], "arch": best["arch"]["arch"],
-            "queries": int(metrics["queries"]),
-            "stats": {k: metrics[k] for k in ("pool_size", "rounds") if k in metrics},
-            "trajectory": [p.get("best_test_accuracy", float("nan")) for p in report["rounds"]]}
+    report = run_pipeline(spec, name)
+    return {**pipeline_answer(report), "arch": report["best"]["arch"]["arch"]}
 
 
 def check_methods(methods: list[str]) -> list[str]:
@@ -157,10 +136,7 @@ def run_entries(
     check_dataset(dataset)
     if signal not in SIGNALS:
         raise PredNASError(f"unknown signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
-    if not isinstance(repeats, int) or repeats < 1:
-        raise PredNASError(f"repeats must be a positive integer, got {repeats!r}")
-    if not isinstance(seed, int) or seed < 0 or run_seed(seed, repeats - 1) > 2**31 - 1:
-        raise PredNASError(f"seed must be an integer in [0, 2147483], got {seed!r}")
+    check_repeats(repeats, seed)
     space = NB201TableEvaluator(dataset, signal).space
     check_budget(space, n, k)
     for method, overrides in entries.values():
@@ -169,8 +145,8 @@ def run_entries(
     jobs = [Job(label, m, r, dataset, signal, seed, n, k, o) for label, (m, o) in entries.items()
             for r in range(repeats)]
     start = time.perf_counter()
-    rows = _run_all(jobs, workers or min(2, os.cpu_count() or 1), progress)
-    results = {label: _summarise([r for r in rows if r["label"] == label]) for label in entries}
+    rows = run_all(run_job, jobs, workers, progress)
+    results = {label: summarise([r for r in rows if r["label"] == label]) for label in entries}
     return {
         "dataset": dataset,
         "n": n,
@@ -181,52 +157,6 @@ def run_entries(
         "results": results,
         "wall_seconds": time.perf_counter() - start,
     }
-
-
-def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    rows = sorted(rows, key=lambda r: r["repeat"])
-    runs = [r["test"] for r in rows]
-    return {
-        "mean": float(np.mean(runs)),
-        "std": float(np.std(runs)),
-        "runs": runs,
-        "queries": [r["queries"] for r in rows],
-        "signal_runs": [r["signal"] for r in rows],
-        "archs": [r["arch"] for r in rows],
-        "run_seeds": [r["run_seed"] for r in rows],
-        "stats": _mean_stats([r["stats"] for r in rows]),
-    }
-
-
-def _run_all(jobs: list[Job], workers: int, progress: Any) -> list[dict[str, Any]]:
-    if workers <= 1:
-        out = []
-        for job in jobs:
-            out.append(run_job(job))
-            if progress:
-                progress()
-        return out
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        out = []
-        for row in pool.map(run_job, jobs, chunksize=1):
-            out.append(row)
-            if progress:
-                progress()
-        return out
-
-
-def _mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
-    keys = sorted({k for s in stats for k in s})
-    return {k: float(np.mean([s[k] for s in stats if k in s])) for k in keys}
-
-
-def paired(report: dict[str, Any], method: str, baseline: str) -> tuple[float, float]:
-    """Mean paired difference ``method - baseline`` over repeats, and its standard error."""
-    a = np.array(report["results"][method]["runs"])
-    b = np.array(report["results"][baseline]["runs"])
-    d = a - b
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return float(d.mean()), se
 
 
 def paper_column(dataset: str) -> int:

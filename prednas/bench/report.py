@@ -10,7 +10,8 @@ from rich.table import Table
 
 def print_nb201(report: dict[str, Any], console: Console | None = None) -> None:
     """Table II layout: ours beside the paper's rows, plus paired differences to random search."""
-    from prednas.bench.nb201 import PAPER_TABLE_II, paired, paper_column
+    from prednas.bench.nb201 import PAPER_TABLE_II, paper_column
+    from prednas.bench.runner import paired
 
     console = console or Console(width=160)
     col = paper_column(report["dataset"])
