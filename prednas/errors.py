@@ -16,3 +16,11 @@ def require(condition: bool, message: str) -> None:
     """Raise PredNASError(message) unless condition holds."""
     if not condition:
         raise PredNASError(message)
+
+
+class SettingError(PredNASError):
+    """A bad value under one config key; ``key`` is relative to the mapping that was checked (``data.path``)."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key, self.detail = key, " ".join(str(detail).split())

@@ -26,7 +26,7 @@ from prednas.evaluators.base import Evaluation
 from prednas.evaluators.registry import check_concurrency
 from prednas.evaluators.training import CheckpointingMixin, build_network, network_latency, runtime_from
 from prednas.train.classification import ClassificationRecipe, train_classifier
-from prednas.train.data import ClassificationData, DataSpec, load_classification_data
+from prednas.train.data import ClassificationData, DataSpec, check_classification_data, load_classification_data
 
 SIGNALS: tuple[str, ...] = ("top1", "top5")
 
@@ -66,6 +66,10 @@ class ClassificationEvaluator(CheckpointingMixin):
         """Data, recipe, signal, requested precision and cost input size (not the device: see the module)."""
         return {"evaluator": self.name, "data": self.data_spec.config(), "recipe": asdict(self.recipe),
                 "signal": self.signal, "precision": self.runtime.precision, "cost_input_size": self.cost_input_size}
+
+    def check(self) -> None:
+        """Check the data without loading it (the path exists and its first records parse)."""
+        check_classification_data(self.data_spec)
 
     @property
     def space(self) -> Any:

@@ -23,7 +23,7 @@ from prednas.errors import PredNASError
 from prednas.evaluators.base import Evaluation
 from prednas.evaluators.registry import check_concurrency
 from prednas.evaluators.training import CheckpointingMixin, build_network, network_latency, runtime_from
-from prednas.train.coco import CocoSpec, CocoSplit, load_coco
+from prednas.train.coco import CocoSpec, CocoSplit, check_coco, load_coco
 from prednas.train.detection import DetectionRecipe, train_detector
 
 SIGNALS: tuple[str, ...] = ("ap", "ap50")
@@ -73,6 +73,10 @@ class DetectionEvaluator(CheckpointingMixin):
         """Data, recipe, signal, requested precision and cost input size (not the device: see the module)."""
         return {"evaluator": self.name, "data": self.data_spec.config(), "recipe": asdict(self.recipe),
                 "signal": self.signal, "precision": self.runtime.precision, "cost_input_size": self.cost_input_size}
+
+    def check(self) -> None:
+        """Check the data without indexing it (annotation files are COCO, the image folders exist)."""
+        check_coco(self.data_spec)
 
     @property
     def space(self) -> Any:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from prednas.errors import PredNASError
+from prednas.errors import PredNASError, SettingError
 
 INT_LIMIT = 100_000
 FIT_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "huber_delta")
@@ -227,11 +227,33 @@ class SearchSpec:
                                f"{metric!r} (got {aux!r}), or gradient.penalty 'linear' (the paper's term)")
 
     def check_evaluators(self) -> None:
-        """Build each stage's evaluator once, so a bad option or data path fails before any step runs."""
+        """Build each stage's evaluator and check its data without training, so a bad option or data path
+        fails before any step runs, in one line naming the config key and the stages that use it."""
         from prednas.pipeline.context import build_evaluator
 
-        for config in self.stage_evaluators.values():
-            build_evaluator(config)
+        for key, stages in self.evaluator_keys().items():
+            where = (f"the {stages[0]} stage's evaluator" if len(stages) == 1 else
+                     f"the {' and '.join(stages)} stages' evaluator")
+            try:
+                evaluator = build_evaluator(getattr(self, key))
+                check = getattr(evaluator, "check", None)
+                if check is not None:
+                    check()
+            except SettingError as exc:
+                raise PredNASError(f"{key}.{exc.key}: {exc.detail} ({where})") from None
+            except PredNASError as exc:
+                raise PredNASError(f"{key}: {exc} ({where})") from None
+
+    def evaluator_keys(self) -> dict[str, list[str]]:
+        """The config key of each stage's evaluator (``evaluator``, ``topk_evaluator``, ``final_evaluator``)
+        mapped to the stages that use it, in stage order."""
+        keys = {"sample": "evaluator", "top-k": "topk_evaluator" if self.topk_evaluator else "evaluator"}
+        if self.final_m > 0:
+            keys["final"] = "final_evaluator" if self.final_evaluator else keys["top-k"]
+        out: dict[str, list[str]] = {}
+        for stage_name, key in keys.items():
+            out.setdefault(key, []).append(stage_name)
+        return out
 
     @property
     def aux_target(self) -> str:
@@ -364,7 +386,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML config file; a missing or malformed file is one line naming it."""
+    """Parse a YAML config file; a missing, empty or malformed file is one line naming it."""
     import yaml
 
     file = Path(path)
@@ -383,9 +405,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PredNASError(f"malformed config {file}{where}: {problem}") from None
-    if data is not None and not isinstance(data, Mapping):
+    if data is None:  # an empty file (or only comments) is a mistake, not a request for the defaults
+        raise PredNASError(f"config file {file} is empty; expected a mapping of settings, e.g. space: nb201")
+    if not isinstance(data, Mapping):
         raise PredNASError(f"config {file} must be a mapping of settings, got {type(data).__name__}")
-    return dict(data or {})
+    return dict(data)
 
 
 def default_config_path() -> Path:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prednas.errors import PredNASError
+from prednas.errors import PredNASError, SettingError
 
 PAD_VALUE = 114
 
@@ -212,6 +212,29 @@ def load_coco(spec: CocoSpec) -> tuple[CocoSplit, CocoSplit]:
     val = load_coco_split(spec.val_annotations, spec.val_images or spec.train_images, limit=spec.max_val_images,
                           class_ids=train.class_ids)
     return train, val
+
+
+def check_coco(spec: CocoSpec) -> None:
+    """Check ``spec`` without indexing it: each annotation file is COCO (``read_coco_json``), lists images
+    and categories, and its first image is in its image folder. Raises ``SettingError`` naming the key."""
+    val_images = ("val_images", spec.val_images) if spec.val_images else ("train_images", spec.train_images)
+    for key, images in (("train_annotations", ("train_images", spec.train_images)),
+                        ("val_annotations", val_images)):
+        folder = Path(images[1]).expanduser()
+        if not folder.is_dir():
+            raise SettingError(f"data.{images[0]}", f"image folder {folder} does not exist; expected the images "
+                                                   f"named in data.{key}")
+        try:
+            data = read_coco_json(getattr(spec, key))
+        except PredNASError as exc:
+            raise SettingError(f"data.{key}", str(exc)) from None
+        if not data["images"] or not data["categories"]:
+            raise SettingError(f"data.{key}", f"{getattr(spec, key)} lists no "
+                                              f"{'images' if not data['images'] else 'categories'}; expected both")
+        first = folder / data["images"][0]["file_name"]
+        if not first.is_file():
+            raise SettingError(f"data.{images[0]}", f"{first} does not exist; expected the first image of "
+                                                   f"data.{key} in {folder}")
 
 
 def read_image(path: str) -> np.ndarray | None:

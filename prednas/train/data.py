@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prednas.errors import PredNASError
+from prednas.errors import PredNASError, SettingError
 
 SOURCES: tuple[str, ...] = ("npz", "imagefolder", "cifar10", "cifar100")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -157,6 +157,91 @@ def load_classification_data(spec: DataSpec) -> ClassificationData:
             train = FileSplit(tuple(train.samples[i] for i in keep))
         data = ClassificationData(train, data.val, data.classes, data.mean, data.std)
     return data
+
+
+def check_classification_data(spec: DataSpec) -> None:
+    """Check ``spec`` without loading it whole: the path exists and its first records parse.
+
+    npz: the file opens and holds the four arrays; cifar10/100: torchvision's batch files
+    are there and the label names load (unless ``download`` is set); imagefolder: both
+    splits have class sub-folders and the first image of the first class decodes. Raises
+    ``SettingError`` naming the key (``data.path``).
+    """
+    root = Path(spec.path).expanduser()
+    if spec.source in ("cifar10", "cifar100"):
+        if not spec.download:
+            _check_cifar(spec.source, root)
+    elif not root.exists():
+        kind = "an .npz file" if spec.source == "npz" else "a folder with train/ and val/ class folders"
+        raise SettingError("data.path", f"{root} does not exist; expected {kind}")
+    elif spec.source == "npz":
+        _check_npz(root)
+    else:
+        for split in (spec.train_split, spec.val_split):
+            _check_class_folder(root / split)
+
+
+def _check_npz(file: Path) -> None:
+    try:
+        with np.load(file, allow_pickle=False) as arrays:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays.files]
+            labels = None if missing else arrays["y_test"]
+    except (OSError, ValueError) as exc:
+        raise SettingError("data.path", f"{file} is not a readable .npz file ({exc})") from None
+    if missing:
+        raise SettingError("data.path", f"{file} lacks {', '.join(missing)}; expected x_train, y_train, x_test, y_test")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise SettingError("data.path", f"{file}: y_test has shape {labels.shape} and dtype {labels.dtype}; "
+                                        f"expected integer labels")
+
+
+# torchvision's layout of the extracted archives: folder, files, label-names file and key
+CIFAR_FILES = {
+    "cifar10": ("cifar-10-batches-py", (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"), "batches.meta",
+                "label_names"),
+    "cifar100": ("cifar-100-python", ("train", "test"), "meta", "fine_label_names"),
+}
+
+
+def _check_cifar(name: str, root: Path) -> None:
+    import pickle
+
+    base, files, meta_file, key = CIFAR_FILES[name]
+    folder = root / base
+    if not root.is_dir():
+        raise SettingError("data.path", f"{root} does not exist; expected a folder holding {base} "
+                                        f"(or download: true on a machine that is online)")
+    missing = [f for f in (*files, meta_file) if not (folder / f).is_file()]
+    if missing:
+        raise SettingError("data.path", f"{folder} lacks {missing[0]}; expected the extracted {name} "
+                                        f"(or download: true on a machine that is online)")
+    try:
+        with open(folder / meta_file, "rb") as file:
+            meta = pickle.load(file, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise SettingError("data.path", f"{folder / meta_file} is unreadable ({exc})") from None
+    if not isinstance(meta, dict) or key not in meta:
+        raise SettingError("data.path", f"{folder / meta_file} has no {key!r}; expected {name}'s label names")
+
+
+def _check_class_folder(folder: Path) -> None:
+    """Class sub-folders exist and the first image of the first class decodes."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not folder.is_dir():
+        raise SettingError("data.path", f"{folder} does not exist; expected one sub-folder per class")
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise SettingError("data.path", f"{folder} has no class sub-folders; expected {folder}/<class>/<image>")
+    first = next((p for p in sorted(classes[0].rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS), None)
+    if first is None:
+        raise SettingError("data.path", f"class folder {classes[0]} has no images; expected files ending in "
+                                        f"{', '.join(IMAGE_EXTENSIONS)}")
+    try:
+        with Image.open(first) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise SettingError("data.path", f"{first} is not a readable image ({exc})") from None
 
 
 def _array_split(x: np.ndarray, y: np.ndarray, name: str, file: Path) -> ArraySplit:
