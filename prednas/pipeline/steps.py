@@ -37,6 +37,7 @@ stages share one evaluator config, else the top K), as in Table II.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from typing import Any
@@ -49,6 +50,8 @@ from prednas.pipeline.config import SearchSpec
 from prednas.pipeline.context import SearchContext, Stage, stage
 from prednas.pipeline.state import SearchState
 from prednas.store.triplet import Triplet
+
+log = logging.getLogger(__name__)
 
 STORE_ENV = "PREDNAS_STORE_URI"  # the cluster's store, mapped into every step from the ConfigMap prednas-s3
 
@@ -104,8 +107,11 @@ def evaluate(context: SearchContext, shard: str, *, accelerator: str = "") -> tu
     ``accelerator`` names the device resource the step was given ('' on CPU); an evaluator
     that takes a ``device`` then runs on CUDA.
     """
+    from prednas.pipeline.progress import arch_line, shard_prefix
+    from prednas.tracking.naming import child_name
+
     started = time.time()
-    stage_name, _, archs = exchange.parse_shard(shard)
+    stage_name, index, archs = exchange.parse_shard(shard)
     round_ = exchange.shard_round(shard)
     if stage_name not in context.spec.stage_evaluators:
         raise PredNASError(f"shard stage {stage_name!r}; expected one of {', '.join(context.spec.stage_evaluators)}")
@@ -113,15 +119,21 @@ def evaluate(context: SearchContext, shard: str, *, accelerator: str = "") -> tu
     run = context.run
     store = run.store()
     results, measured = [], 0
-    for data in archs:
+    prefix = shard_prefix(stage_name, round_, index)
+    for i, data in enumerate(archs, 1):
+        name = child_name(data)
         triplet = _stored_or_claimed(store, st, data, context, stage_name)
         if triplet is None:
-            arch = st.space.from_dict(data)
+            log.info(arch_line(prefix, i, len(archs), "started", name))
+            arch, begun = st.space.from_dict(data), time.time()
             triplet = Triplet.create(st.space, arch, st.config, st.evaluator.evaluate(st.space, arch),
                                      stage=stage_name, run_id=context.parent_run_id)
             store.put(triplet)
             _release(store, st, triplet, context)
             measured += 1
+            log.info(arch_line(prefix, i, len(archs), "finished", name, triplet.accuracy, time.time() - begun))
+        else:
+            log.info(arch_line(prefix, i, len(archs), "reused", name, triplet.accuracy))
         results.append(triplet)
     if results:
         run.tracker().log_triplets(context.parent_run_id, results, round_=round_)

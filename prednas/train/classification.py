@@ -207,6 +207,7 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
         val = make_batches(data.val, batch_size=recipe.eval_batch_size, train=False, augment=False,
                            generator=run.generator, **common)
         metrics = evaluate_classifier(run.model, val, device, amp, channels_last)
+        stats |= {"val_top1": metrics["top1"], "val_top5": metrics["top5"]}
         skipped = int(sum(h["skipped"] for h in run.history)) + stats["skipped"] + metrics["skipped"]
         return {"top1": metrics["top1"], "top5": metrics["top5"], "epochs": recipe.epochs, "skipped": int(skipped)}
 
