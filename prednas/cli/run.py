@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,11 @@ def register(main: click.Group, bench: click.Group) -> None:
     main.add_command(run)
 
 
+RESUME_HELP = ("Run a failed local run again under its run key (default: the latest under --root): what it "
+               "stored is reused and nothing is measured again. Its recorded config applies unless --config is "
+               "given; --set and the flags change it.")
+
+
 @click.command()
 @config_options
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
@@ -28,73 +35,142 @@ def register(main: click.Group, bench: click.Group) -> None:
 @click.option("--in-process", is_flag=True, help="Call the same steps in this process instead of kfp.local.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON.")
-def run(root: Path, in_process: bool, json_path: Path | None, **kwargs: Any) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and the steps it would run, then stop "
+                                               "(reads no data, opens nothing).")
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_KEY]", help=RESUME_HELP)
+def run(root: Path, in_process: bool, json_path: Path | None, dry_run: bool, resume: str | None,
+        **kwargs: Any) -> None:
     """Run a PredNAS search as a local Kubeflow pipeline and print the best architecture found."""
     from rich.console import Console
 
-    from prednas.pipeline.local import preflight, resolve_embedded, run_local
+    from prednas.pipeline.local import new_run_key, preflight, record_config, resolve_embedded, run_local
     from prednas.tracking.relocate import anchor
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # schema-creation chatter of a new SQLite store
+    key = _resumed(root, resume, kwargs) if resume is not None else None
     spec = resolve_embedded(load_spec(kwargs), root)
+    if dry_run:
+        return _dry_run(spec, key)
     anchor(root)  # a moved or copied root keeps its artifacts
     if json_path is not None and not json_path.parent.exists():
         raise PredNASError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
     preflight(spec)
+    key = key or new_run_key("inprocess" if in_process else "local")
     console = Console(file=sys.stderr)  # bound now: kfp.local's output is redirected while steps run
     console.print(f"[bold]prednas[/] {spec.space} / {spec.evaluator.get('name')} n={spec.n} k={spec.k} "
-                  f"seed={spec.seed}: tracking {spec.tracking_uri}, store {spec.store_uri}")
-    if in_process:
-        report, seconds, where = _in_process(spec, console)
-    else:
-        with _progress(console, _task_count(spec)) as advance:
-            result = run_local(spec, root=root, on_task=advance, check=False)
-        report, seconds, where = result.report, result.seconds, f"step logs: {result.log_path}"
+                  f"seed={spec.seed}: tracking {spec.tracking_uri}, store {spec.store_uri}, run key {key}")
+    with _progress(console, spec, steps=not in_process) as display:
+        if in_process:
+            record_config(spec, root, key)
+            report, seconds, where = _in_process(spec, key, display)
+        else:
+            result = run_local(spec, root=root, run_key=key, on_task=display.task, on_arch=display.arch, check=False)
+            report, seconds, where = result.report, result.seconds, f"step logs: {result.log_path}"
     print_report(report, seconds)
     click.echo(where)
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
 
 
-def _in_process(spec: Any, console: Any) -> tuple[dict[str, Any], float, str]:
+def _resumed(root: Path, resume: str, kwargs: dict[str, Any]) -> str:
+    """The run key to resume; without --config, its recorded config becomes the one to load."""
+    from prednas.pipeline.local import find_run
+
+    key, recorded = find_run(root, resume or None)
+    if kwargs.get("config_path") is None:
+        if recorded is None:
+            raise PredNASError(f"run {key!r} recorded no config under {root / 'logs'}; pass --config with the "
+                               f"config it ran")
+        kwargs["config_path"] = recorded
+    return key
+
+
+def _dry_run(spec: Any, key: str | None) -> None:
+    """The resolved config as YAML, then the DAG as comments (so the output is itself a config)."""
+    import yaml
+
+    from prednas.pipeline.plan import architectures, describe
+
+    click.echo(yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip())
+    click.echo(f"# the pipeline would run{f' (resuming {key})' if key else ''}; "
+               f"{architectures(spec)} architectures to measure:")
+    for line in describe(spec):
+        click.echo(f"#  {line}")
+    click.echo("# dry run: no data read, nothing opened or measured")
+
+
+def _in_process(spec: Any, key: str, display: _progress) -> tuple[dict[str, Any], float, str]:
     import time
 
     from prednas.pipeline.inprocess import run_inprocess
 
-    started = time.time()
-    with console.status("searching in-process"):
-        report = run_inprocess(spec)
+    handler, logger = _ArchHandler(display), logging.getLogger("prednas.pipeline.steps")
+    saved, started = logger.level, time.time()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        report = run_inprocess(spec, run_key=key)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
     return report, time.time() - started, "ran in-process"
 
 
-def _task_count(spec: Any) -> int:
-    """Steps of one run: sample and its shards, per round fit, propose and shards, select (and final), close."""
-    from prednas.pipeline.steps import round_sizes
+class _ArchHandler(logging.Handler):
+    """Hands the steps' architecture lines to the live display (in-process runs, where there is no step log)."""
 
-    final = min(spec.shards, spec.final_m) + 1 if spec.final_m else 0
-    rounds = sum(2 + min(spec.shards, size) for size in round_sizes(spec.k, spec.rounds))
-    return 3 + min(spec.shards, spec.n) + rounds + final
+    def __init__(self, display: _progress) -> None:
+        super().__init__()
+        self.display = display
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from prednas.pipeline.progress import parse_arch
+
+        event = parse_arch(record.getMessage())
+        if event is not None:
+            self.display.arch(event)
 
 
 class _progress:
-    """A rich progress bar advanced once per finished pipeline step."""
+    """The live display: the steps (the running ones named) and the architectures measured out of N+K."""
 
-    def __init__(self, console: Any, total: int) -> None:
+    def __init__(self, console: Any, spec: Any, *, steps: bool = True) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from prednas.pipeline.plan import architectures, plan
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console, transient=True)
-        self.task = self.bar.add_task("pipeline: sample", total=total)
+        self.steps = self.bar.add_task("steps: starting", total=sum(step.tasks for step in plan(spec)), visible=steps)
+        self.archs = self.bar.add_task("architectures measured", total=architectures(spec))
+        self.rounds, self.running = spec.rounds, Counter()  # running tasks by title, in start order
+        self.done: set[tuple[str, int, int]] = set()
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> _progress:
         self.bar.start()
-        return self.advance
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
 
-    def advance(self, name: str, status: str) -> None:
-        self.bar.update(self.task, advance=1, description=f"pipeline: {name} {status.lower()}")
+    def task(self, name: str, status: str) -> None:
+        """A pipeline task started (``RUNNING``) or finished."""
+        from prednas.pipeline.plan import task_title
+
+        title = task_title(name, self.rounds)
+        if status == "RUNNING":
+            self.running[title] += 1
+        else:
+            self.running[title] -= 1
+            self.running += Counter()  # drop titles with no task left
+            self.bar.update(self.steps, advance=1)
+        self.bar.update(self.steps, description=f"steps: {', '.join(self.running) or 'between steps'}")
+
+    def arch(self, event: Any) -> None:
+        """An architecture line of an evaluate step; a retried step's repeats count once."""
+        if event.done and event.key not in self.done:
+            self.done.add(event.key)
+            self.bar.update(self.archs, completed=len(self.done))
 
 
 WIDTH = 100  # the report fits a 100-column terminal
