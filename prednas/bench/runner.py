@@ -31,10 +31,10 @@ def run_seed(seed: int, repeat: int) -> int:
 
 def check_repeats(repeats: Any, seed: Any) -> None:
     """``repeats`` a positive integer and every run seed a valid search seed."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 1000:
-        raise PredNASError(f"repeats must be an integer in [1, 1000], got {repeats!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise PredNASError(f"repeats must be a positive integer, got {repeats!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 or run_seed(seed, repeats - 1) > SEED_LIMIT:
-        raise PredNASError(f"seed must be an integer in [0, {(SEED_LIMIT - repeats + 1) // 1000}], got {seed!r}")
+        raise PredNASError(f"seed must be an integer in [0, {max(0, SEED_LIMIT - repeats + 1) // 1000}], got {seed!r}")
 
 
 def run_pipeline(spec: Any, name: str) -> dict[str, Any]:

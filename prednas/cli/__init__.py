@@ -16,6 +16,7 @@ from prednas.errors import PredNASError
 # Each module defines ``register(main, bench)`` and adds its commands.
 COMMAND_MODULES = (
     "prednas.cli.nb201",
+    "prednas.cli.natssss",
     "prednas.cli.run",
     "prednas.cli.tracking",
     "prednas.cli.kubeflow",

@@ -14,6 +14,7 @@ def register(main: click.Group, bench: click.Group) -> None:
     """Add the NB201 benchmark command."""
     bench.add_command(bench_nb201)
     bench.add_command(bench_ablation)
+    bench.add_command(bench_curve)
 
 
 @click.command("nb201")
@@ -75,7 +76,7 @@ def bench_nb201(
             progress=lambda: progress.advance(task),
         )
     print_nb201(report)
-    _write_json(json_path, report)
+    write_json(json_path, report)
 
 
 @click.command("nb201-ablation")
@@ -101,10 +102,51 @@ def bench_ablation(
             dataset, n=n, k=k, repeats=repeats, seed=seed, workers=workers, progress=lambda: progress.advance(task)
         )
     print_ablation(report)
-    _write_json(json_path, report)
+    write_json(json_path, report)
 
 
-def _write_json(path: Path | None, report: dict) -> None:
+@click.command("nb201-curve")
+@click.option("--dataset", default="cifar100", show_default=True, help="cifar10, cifar100 or imagenet16_120.")
+@click.option("--splits", default="10+10,10+20,20+30,30+40", show_default=True,
+              help="Comma-separated N+K budgets (20, 30, 50 and 70 queries).")
+@click.option("--repeats", type=int, default=15, show_default=True, help="Independent searches per method and budget.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Base seed; repeat r runs as `prednas run --seed 1000*seed+r`.")
+@click.option("--methods", default="prednas,predictor-random,rea,random", show_default=True,
+              help="Comma-separated methods.")
+@click.option("--set", "--option", "options", multiple=True,
+              help="Search config override key=value, as `prednas run --set` takes it (repeatable).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: up to 2).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write test accuracy against queries as a PNG, with the paper's points.")
+def bench_curve(dataset: str, splits: str, repeats: int, seed: int, methods: str, options: tuple[str, ...],
+                workers: int | None, json_path: Path | None, plot_path: Path | None) -> None:
+    """Test accuracy against the query budget: the NB201 benchmark at each N + K split."""
+    from rich.progress import Progress
+
+    from prednas.bench.curve import parse_splits, plot_curve, run_curve
+    from prednas.bench.nb201 import check_methods
+    from prednas.bench.report import print_curve
+
+    names = check_methods([m.strip() for m in methods.split(",") if m.strip()])
+    budgets = parse_splits(splits)
+    for option, path in (("--json", json_path), ("--plot", plot_path)):
+        if path is not None and not path.parent.exists():
+            raise PredNASError(f"{option} {path}: folder {path.parent} does not exist")
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"nb201 curve {dataset}", total=repeats * len(names) * len(budgets))
+        report = run_curve(dataset, splits=budgets, repeats=repeats, seed=seed, methods=names, workers=workers,
+                           overrides=tuple(options), progress=lambda: progress.advance(task))
+    print_curve(report)
+    write_json(json_path, report)
+    if plot_path is not None:
+        plot_curve(report, plot_path)
+
+
+def write_json(path: Path | None, report: dict) -> None:
+    """Write a report as indented JSON (nothing without a path)."""
     if path is None:
         return
     if not path.parent.exists():
