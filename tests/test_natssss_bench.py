@@ -120,3 +120,17 @@ def test_curve_bad_input_is_one_line_exit_2(args, needle):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_size_space_commands_know_natssss():
+    from prednas.cli.spaces import SIZE_SPACES
+    from prednas.spaces.natssss import natssss_cost, parse_arch_string
+
+    assert "natssss" in SIZE_SPACES
+    result = CliRunner().invoke(main, ["cost", "--space", "natssss", "--arch", '{"channels": [8, 16, 32, 48, 64]}',
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    expected = natssss_cost(parse_arch_string("8:16:32:48:64"), 32, 100)
+    assert json.loads(result.output) == {k: int(expected[k]) for k in ("macs", "flops", "params")}
+    result = CliRunner().invoke(main, ["presets", "--space", "natssss"])
+    assert result.exit_code == 2 and "--space natssss has no presets" in result.stderr

@@ -16,7 +16,7 @@ import click
 
 from prednas.errors import PredNASError
 
-SIZE_SPACES = ("anynet", "yolox")
+SIZE_SPACES = ("anynet", "yolox", "natssss")
 TARGETS = (("target_macs", "macs"), ("target_flops", "flops"), ("target_params", "params"),
            ("target_latency", "latency_ms"))
 
@@ -37,6 +37,10 @@ def make_space(name: str, input_size: int | None = None, num_classes: int | None
         from prednas.spaces.anynet import DEFAULT_INPUT_SIZE, AnyNetSpace
 
         return AnyNetSpace(num_classes=num_classes or 1000, input_size=input_size or DEFAULT_INPUT_SIZE)
+    if name == "natssss":
+        from prednas.spaces.natssss import NatsSssSpace
+
+        return NatsSssSpace(num_classes=num_classes or 100, input_size=input_size or 32)
     from prednas.spaces.yolox import DEFAULT_INPUT_SIZE, YOLOXSpace
 
     return YOLOXSpace(num_classes=num_classes or 80, input_size=input_size or DEFAULT_INPUT_SIZE)
@@ -46,7 +50,7 @@ def preset_table(name: str) -> dict[str, dict[str, Any]]:
     """The preset table of a size space."""
     from importlib import import_module
 
-    return import_module(f"prednas.spaces.{name}").PRESETS
+    return getattr(import_module(f"prednas.spaces.{name}"), "PRESETS", {})
 
 
 def resolve_arch(space: Any, text: str) -> tuple[Any, int | None]:
@@ -82,8 +86,9 @@ def _human(value: float, unit: str = "") -> str:
 @click.option("--space", "space_name", type=click.Choice(SIZE_SPACES), required=True, help="Size space.")
 @click.option("--arch", required=True, help="Preset name, JSON object or JSON file.")
 @click.option("--input-size", type=int, default=None,
-              help="Square input side in pixels [default: the preset's, else 224 (anynet) or 640 (yolox)].")
-@click.option("--num-classes", type=int, default=None, help="Classes [default: 1000 (anynet), 80 (yolox)].")
+              help="Square input side in pixels [default: the preset's, else 224 (anynet), 640 (yolox), 32 (natssss)].")
+@click.option("--num-classes", type=int, default=None,
+              help="Classes [default: 1000 (anynet), 80 (yolox), 100 (natssss)].")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON object {"macs", "flops", "params"}.')
 def cost(space_name: str, arch: str, input_size: int | None, num_classes: int | None, as_json: bool) -> None:
     """Analytic MACs, FLOPs (2 x MACs) and parameters of one architecture."""
@@ -106,6 +111,9 @@ def presets(space_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if not preset_table(space_name):
+        raise PredNASError(f"--space {space_name} has no presets; expected one of: "
+                           f"{', '.join(s for s in SIZE_SPACES if preset_table(s))}")
     table = Table(title=f"{space_name} presets (FLOPs = 2 x MACs)")
     for column in ("name", "px", "MACs", "FLOPs", "params", "published", "in range", "source"):
         table.add_column(column, justify="left" if column in ("name", "source") else "right", no_wrap=True)
@@ -189,8 +197,8 @@ def size_config(starts: int | None, steps: int, radius: float, alphas: str | Non
               help="MLPs in the main predictor's ensemble, fitted from seeds seed, seed+1000, ...  [default: 3].")
 @click.option("--aux-samples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Random architectures added to an analytic auxiliary predictor's training set.")
-@click.option("--input-size", type=int, default=None, help="Input side for the cost [default: 224 / 640].")
-@click.option("--num-classes", type=int, default=None, help="Classes for the cost [default: 1000 / 80].")
+@click.option("--input-size", type=int, default=None, help="Input side for the cost [default: 224 / 640 / 32].")
+@click.option("--num-classes", type=int, default=None, help="Classes for the cost [default: 1000 / 80 / 100].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the whole pool as JSON.")
 def search(space_name: str, triplets: Path, delta: str, top_k: int, aux_metric: str | None, seed: int,
