@@ -9,7 +9,8 @@ from prednas.components.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def sample(space: str, evaluator: dict, topk_evaluator: dict, final_m: int, final_evaluator: dict, n: int, k: int,
            seed: int, exhaustive_limit: int, pretrain: int, predictor: dict,
-           gradient: dict, alphas: list, cost_metric: str, cost_target: float, cost_window: float, shards: int,
+           gradient: dict, alphas: list, cost_metric: str, cost_target: float, cost_window: float,
+           cost_sample_in_window: bool, shards: int,
            tracking_uri: str, experiment: str, store_uri: str, run_name: str, accelerator: str,
            accelerator_count: int, run_key: str, job_id: str,
            context: Output[Artifact], state: Output[Artifact]) -> list:
@@ -29,6 +30,7 @@ def sample(space: str, evaluator: dict, topk_evaluator: dict, final_m: int, fina
         final_evaluator=final_evaluator, n=n, k=k, seed=seed, exhaustive_limit=exhaustive_limit, pretrain=pretrain,
         predictor=predictor,
         gradient=gradient, alphas=alphas, cost_metric=cost_metric, cost_target=cost_target, cost_window=cost_window,
+        cost_sample_in_window=cost_sample_in_window,
         shards=shards, tracking_uri=tracking_uri, experiment=experiment, store_uri=store_uri, run_name=run_name,
         accelerator=accelerator, accelerator_count=accelerator_count))
     search, shards = steps.sample(spec, run_key=run_key or job_id)

@@ -101,7 +101,8 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
                 k: int = 40, seed: int = 0, exhaustive_limit: int = 100_000, pretrain: int = 20_000,
                 predictor: dict = PREDICTOR,
                 gradient: dict = GRADIENT, alphas: list = [0.0], cost_metric: str = "",  # noqa: B006
-                cost_target: float = 0.0, cost_window: float = 0.0, shards: int = 2,
+                cost_target: float = 0.0, cost_window: float = 0.0, cost_sample_in_window: bool = True,
+                shards: int = 2,
                 tracking_uri: str = CLUSTER_TRACKING_URI, experiment: str = "prednas",
                 store_uri: str = "", run_name: str = "", accelerator: str = "",
                 accelerator_count: int = 1, run_key: str = ""):
@@ -113,7 +114,8 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
                 space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, final_m=final_m,
                 final_evaluator=final_evaluator, n=n, k=k, seed=seed, exhaustive_limit=exhaustive_limit,
                 pretrain=pretrain, predictor=predictor, gradient=gradient, alphas=alphas, cost_metric=cost_metric,
-                cost_target=cost_target, cost_window=cost_window, shards=shards, tracking_uri=tracking_uri,
+                cost_target=cost_target, cost_window=cost_window, cost_sample_in_window=cost_sample_in_window,
+                shards=shards, tracking_uri=tracking_uri,
                 experiment=experiment, store_uri=store_uri, run_name=run_name, accelerator=accelerator,
                 accelerator_count=accelerator_count, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ), "sample N", *pod)

@@ -87,16 +87,23 @@ def _number_like(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class CostTarget:
-    """Eq. 2's constraint: keep architectures whose ``metric`` lies in ``target +- window``."""
+    """Eq. 2's constraint: keep architectures whose ``metric`` lies in ``target +- window``.
+
+    ``sample_in_window``: the sample stage draws only architectures inside the window (when
+    the metric is analytic; a measured latency cannot be known before measuring).
+    """
 
     metric: str
     target: float
     window: float
+    sample_in_window: bool = True
 
     def __post_init__(self) -> None:
         _text("cost.metric", self.metric, empty=False)
         object.__setattr__(self, "target", _float("cost.target", self.target, 0.0))
         object.__setattr__(self, "window", _float("cost.window", self.window, 0.0))
+        if not isinstance(self.sample_in_window, bool):
+            raise PredNASError(f"cost.sample_in_window must be true or false, got {self.sample_in_window!r}")
 
 
 @dataclass(frozen=True)
@@ -296,7 +303,8 @@ class SearchSpec:
             "n": self.n, "k": self.k, "seed": self.seed, "exhaustive_limit": self.exhaustive_limit,
             "pretrain": self.pretrain, "predictor": self.predictor, "gradient": self.gradient,
             "alphas": list(self.alphas), "cost_metric": cost.metric if self.cost else "",
-            "cost_target": cost.target, "cost_window": cost.window, "shards": self.shards,
+            "cost_target": cost.target, "cost_window": cost.window,
+            "cost_sample_in_window": cost.sample_in_window, "shards": self.shards,
             "tracking_uri": self.tracking_uri, "experiment": self.experiment, "store_uri": self.store_uri,
             "run_name": self.run_name, "accelerator": self.accelerator(),
             "accelerator_count": self.resources.accelerator_count,
@@ -308,9 +316,10 @@ class SearchSpec:
         args = dict(arguments)
         metric = args.pop("cost_metric", "")
         target, window = args.pop("cost_target", 0.0), args.pop("cost_window", 0.0)
+        in_window = args.pop("cost_sample_in_window", True)
         accelerator = args.pop("accelerator", "")
         count = args.pop("accelerator_count", 1)
-        cost = CostTarget(metric, target, window) if metric else None
+        cost = CostTarget(metric, target, window, in_window) if metric else None
         return cls(**args, cost=cost, resources=Resources(accelerator=accelerator, accelerator_count=count))
 
     def to_dict(self) -> dict[str, Any]:
@@ -348,7 +357,7 @@ def spec_from_dict(data: Any, source: str = "config") -> SearchSpec:
     values = dict(data)
     cost = values.pop("cost", None)
     if cost is not None:
-        cost = _mapping("cost", cost, ("metric", "target", "window"))
+        cost = _mapping("cost", cost, ("metric", "target", "window", "sample_in_window"))
         missing = [key for key in ("metric", "target", "window") if key not in cost]
         if missing:
             raise PredNASError(f"cost.{missing[0]} is missing; expected cost: {{metric, target, window}}")

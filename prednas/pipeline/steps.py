@@ -29,7 +29,9 @@ measured and fits its predictors on it too (warm start).
 Deviations from the paper: the K queries are spent in rounds (``rounds: 1``,
 ``exhaustive_limit: 0`` and ``pretrain: 0`` give the paper's single pass); the auxiliary
 predictor is fitted only when it is used (an alpha above 0, or a window on a measured
-latency), on the log of its cost as in ``prednas.search.constrained``; a pool shorter than
+latency), on the log of its cost as in ``prednas.search.constrained``; under a cost window
+on an analytic cost the N samples are drawn inside it (``cost.sample_in_window: false``
+draws them from the whole space); a pool shorter than
 the round's share is topped up with random unseen architectures; the final choice is the
 best measured architecture the search knows (this run's and the warm start's when both
 stages share one evaluator config, else the top K), as in Table II.
@@ -69,7 +71,8 @@ def sample(spec: SearchSpec, *, run_key: str) -> tuple[SearchContext, list[str]]
     parent = tracker.start_parent(spec.run_name or f"prednas-{spec.space}-{run_key[:12]}", spec.to_dict(), tags,
                                   key=run_key)
     known = _keys(first.space, [t.arch for t in store.list(spec.space, first.hash) if t.run_id != parent])
-    archs = _draw_unseen(first.space, known, exchange.rng_for(spec.seed, "sample"), spec.n)
+    archs = _draw_unseen(first.space, known, exchange.rng_for(spec.seed, "sample"), spec.n,
+                         _sample_draw(spec, first.space))
     if len(archs) < spec.n:
         raise PredNASError(f"space {spec.space!r} has only {len(archs)} unmeasured architectures left; n={spec.n}")
     context = SearchContext(spec, run_key, parent, started)
@@ -94,11 +97,23 @@ def _keys(space: Any, archs: list[dict[str, Any]]) -> set[str]:
     return {space.equivalence_key(space.from_dict(a)) for a in archs}
 
 
-def _draw_unseen(space: Any, known: set[str], rng: np.random.Generator, count: int) -> list[Any]:
+def _sample_draw(spec: SearchSpec, space: Any) -> Any:
+    """The sample stage's draw: inside the cost window when there is one on an analytic cost, unless
+    ``cost.sample_in_window`` is false (None: ``space.sample``)."""
+    from prednas.search.constrained import ANALYTIC, window_draw
+    from prednas.search.gradient import CostWindow
+
+    cost = spec.cost
+    if cost is None or not cost.sample_in_window or cost.metric not in ANALYTIC:
+        return None
+    return window_draw(space, CostWindow(cost.metric, cost.target, cost.window), spec.n)
+
+
+def _draw_unseen(space: Any, known: set[str], rng: np.random.Generator, count: int, draw: Any = None) -> list[Any]:
     """Up to ``count`` random architectures of distinct equivalence classes, none in ``known``."""
     from prednas.search.history import draw_distinct
 
-    return draw_distinct(space, known, rng, count)
+    return draw_distinct(space, known, rng, count, draw=draw)
 
 
 def evaluate(context: SearchContext, shard: str, *, accelerator: str = "") -> tuple[list[Triplet], dict[str, float]]:

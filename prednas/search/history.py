@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,18 +107,20 @@ def sample_unseen(
 
 
 def draw_distinct(space: Any, known: set[str], rng: np.random.Generator, count: int,
-                  max_draws: int = 200_000) -> list[Any]:
+                  max_draws: int = 200_000, draw: Callable[[np.random.Generator], Any] | None = None) -> list[Any]:
     """Up to ``count`` random architectures of distinct equivalence classes, none in ``known`` (keys).
 
     The pipeline's sample step draws its N architectures this way, and the baselines draw
     theirs from the same stream, so a benchmark's methods start from the same cells.
+    ``draw`` replaces ``space.sample`` (e.g. a draw inside a cost window).
     """
+    draw = draw or space.sample
     keys = set(known)
     out: list[Any] = []
     for _ in range(max_draws):
         if len(out) >= count:
             break
-        arch = space.sample(rng)
+        arch = draw(rng)
         key = space.equivalence_key(arch)
         if key not in keys:
             keys.add(key)
