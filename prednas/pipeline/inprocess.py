@@ -6,7 +6,8 @@ through this function (the benchmark with ``tracking_uri: none`` and a ``memory:
 This is the library way to run a search (and the baseline of the pipeline-overhead
 benchmark): shards are evaluated one after another instead of in parallel steps, and
 values are handed over in memory instead of through artifact files. The MLflow run is
-closed as FAILED when a step raises, as the pipeline's exit handler does.
+closed as FAILED when a step raises, as the pipeline's exit handler does, and as KILLED on
+Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prednas.errors import PredNASError
 from prednas.pipeline import report as reporting
 from prednas.pipeline import steps
 from prednas.pipeline.config import SearchSpec
+from prednas.pipeline.interrupt import sigterm_as_interrupt
 
 
 def run_inprocess(spec: SearchSpec, *, run_key: str | None = None) -> dict[str, Any]:
@@ -27,19 +29,29 @@ def run_inprocess(spec: SearchSpec, *, run_key: str | None = None) -> dict[str, 
     key = run_key or f"inprocess-{uuid.uuid4().hex[:12]}"
     state = "FAILED"
     try:
-        context, shards = steps.sample(spec, run_key=key)
-        measured = [t for shard in shards for t in steps.evaluate(context, shard)[0]]
-        search_state = None
-        for _ in range(spec.rounds):
-            fit = steps.fit_predictors(context, measured, search_state)
-            search_state, round_shards = steps.search(context, fit["main"], fit["aux"], fit["state"], spec.rounds)
-            measured = [t for shard in round_shards for t in steps.evaluate(context, shard)[0]]
-        result = reporting.select(context, search_state, measured)
-        finalists, final_shards = reporting.plan_final(context, search_state, measured)
-        if final_shards:
-            final = [t for shard in final_shards for t in steps.evaluate(context, shard)[0]]
-            result = reporting.select_final(context, result, finalists, final)
+        with sigterm_as_interrupt():
+            result = _steps(spec, key)
         state = "SUCCEEDED"
         return result
+    except KeyboardInterrupt:
+        state = "CANCELLED"
+        raise
     finally:
         steps.close(spec.tracking_uri, spec.experiment, key, state)
+
+
+def _steps(spec: SearchSpec, key: str) -> dict[str, Any]:
+    """The steps in DAG order; returns the last select step's report."""
+    context, shards = steps.sample(spec, run_key=key)
+    measured = [t for shard in shards for t in steps.evaluate(context, shard)[0]]
+    search_state = None
+    for _ in range(spec.rounds):
+        fit = steps.fit_predictors(context, measured, search_state)
+        search_state, round_shards = steps.search(context, fit["main"], fit["aux"], fit["state"], spec.rounds)
+        measured = [t for shard in round_shards for t in steps.evaluate(context, shard)[0]]
+    result = reporting.select(context, search_state, measured)
+    finalists, final_shards = reporting.plan_final(context, search_state, measured)
+    if final_shards:
+        final = [t for shard in final_shards for t in steps.evaluate(context, shard)[0]]
+        result = reporting.select_final(context, result, finalists, final)
+    return result

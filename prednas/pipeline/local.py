@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from prednas.errors import PredNASError
 from prednas.pipeline import exchange
 from prednas.pipeline.config import SearchSpec
+from prednas.pipeline.interrupt import end_killed, sigterm_as_interrupt
 from prednas.pipeline.progress import ArchEvent, parse_arch
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -195,10 +196,13 @@ def run_local(spec: SearchSpec, *, root: str | Path = "runs", run_key: str | Non
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "outputs"),
                    workspace_root=str(work / "workspace"), raise_on_error=True)
         try:
-            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee), sigterm_as_interrupt():
                 pipeline(**spec.to_arguments(), run_key=key)
         except RuntimeError as exc:
             raise PredNASError(_failure(log_path, exc)) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the parent run ends as KILLED, not RUNNING
+            end_killed(spec.tracking_uri, spec.experiment, key)
+            raise
     report = exchange.read_json(_report_path(work / "outputs"))
     shutil.rmtree(work / "tmp", ignore_errors=True)
     return LocalRun(report, key, log_path, time.time() - started)

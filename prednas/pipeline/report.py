@@ -109,6 +109,7 @@ def select(context: SearchContext, state: SearchState, topk: list[Triplet]) -> d
     report["rounds"] = trajectory
     tracker.log_final(context.parent_run_id, metrics, _figures(spec, candidates, best, measured, predicted),
                       report=report)
+    tracker.mark_best(context.parent_run_id, best)
     return report
 
 
@@ -163,7 +164,9 @@ def select_final(context: SearchContext, selected: dict[str, Any], finalists: li
     report = {**selected, "best": _row(best), "evaluator": best.evaluator, "topk_best": selected["best"],
               "topk_evaluator": selected["evaluator"], "metrics": metrics,
               "final_table": [{**_row(t), "signal": signal.get(t.arch_id)} for t in measured]}
-    context.run.tracker().log_final(context.parent_run_id, metrics, report=report)
+    tracker = context.run.tracker()
+    tracker.log_final(context.parent_run_id, metrics, report=report)
+    tracker.mark_best(context.parent_run_id, best)
     return report
 
 

@@ -60,6 +60,8 @@ STORE_ENV = "PREDNAS_STORE_URI"  # the cluster's store, mapped into every step f
 
 def sample(spec: SearchSpec, *, run_key: str) -> tuple[SearchContext, list[str]]:
     """Open (or find again) the MLflow parent run and draw N architectures no other run measured."""
+    from prednas.tracking.naming import search_name
+
     started = time.time()
     if not run_key:
         raise PredNASError("run key is empty; expected the pipeline job id or a name for this run")
@@ -67,9 +69,10 @@ def sample(spec: SearchSpec, *, run_key: str) -> tuple[SearchContext, list[str]]
     first = stage(spec, "sample")
     run = exchange.RunRef(spec.store_uri, spec.tracking_uri, spec.experiment)
     tracker, store = run.tracker(), run.store()
-    tags = {"prednas.space": spec.space, "prednas.evaluator": spec.evaluator["name"], "prednas.config_hash": first.hash}
-    parent = tracker.start_parent(spec.run_name or f"prednas-{spec.space}-{run_key[:12]}", spec.to_dict(), tags,
-                                  key=run_key)
+    tags = {"prednas.space": spec.space, "prednas.evaluator": spec.evaluator["name"], "prednas.config_hash": first.hash,
+            "prednas.seed": str(spec.seed)}
+    name = spec.run_name or search_name(spec.space, spec.evaluator, spec.seed, run_key)
+    parent = tracker.start_parent(name, spec.to_dict(), tags, key=run_key)
     known = _keys(first.space, [t.arch for t in store.list(spec.space, first.hash) if t.run_id != parent])
     archs = _draw_unseen(first.space, known, exchange.rng_for(spec.seed, "sample"), spec.n,
                          _sample_draw(spec, first.space))

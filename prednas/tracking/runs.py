@@ -5,8 +5,11 @@ can filter and chart across children and runs:
 
 - tags: ``prednas.kind=evaluation``, ``prednas.stage`` (sample / top-k / final),
   ``prednas.evaluator`` (the evaluator's name), ``prednas.space``, ``prednas.arch_id``,
-  ``prednas.trial``, ``prednas.config_hash``, ``mlflow.parentRunId``; and
-  ``prednas.source_run`` when the triplet was measured by another run (a warm start);
+  ``prednas.trial``, ``prednas.config_hash``, ``mlflow.parentRunId``; the parent's
+  ``prednas.run_key`` and ``prednas.seed`` (so "Group by" in the runs view tells searches
+  apart); and ``prednas.source_run`` when the triplet was measured by another run (a warm start);
+- run name: the architecture in a few words (``naming.child_name``: NB201's string, a size
+  summary for AnyNet and YOLOX);
 - params: ``arch`` (the architecture JSON), ``arch_id``, ``trial``, ``config_hash``,
   ``evaluator`` (the config JSON);
 - metrics: ``accuracy``, each cost by its own name (``macs``, ``flops``, ``params``,
@@ -34,6 +37,12 @@ TAG_TRIAL = "prednas.trial"
 TAG_CONFIG = "prednas.config_hash"
 TAG_SOURCE_RUN = "prednas.source_run"
 TAG_RUN_KEY = "prednas.run_key"
+TAG_SEED = "prednas.seed"
+INHERITED = (TAG_RUN_KEY, TAG_SEED)  # parent tags every child carries too
+TAG_BEST_ARCH = "prednas.best_arch"  # on the parent: the chosen architecture (``arch_text``)
+TAG_BEST_ARCH_ID = "prednas.best_arch_id"
+TAG_BEST_CHILD = "prednas.best_child_run_id"  # the child run that measured it
+TAG_LIMIT = 5000  # kept inside MLflow's tag value limit
 TAG_ROUND = "prednas.round"  # top-K stage children: the round (1..R) that proposed them
 TAG_PARENT = "mlflow.parentRunId"
 KIND_SEARCH = "search"
@@ -59,6 +68,18 @@ def child_tags(parent_run_id: str, triplet: Triplet) -> dict[str, str]:
     if triplet.run_id and triplet.run_id != parent_run_id:
         tags[TAG_SOURCE_RUN] = triplet.run_id
     return tags
+
+
+def child_run_name(triplet: Triplet) -> str:
+    """The child run's name: the architecture in a few words."""
+    from prednas.tracking.naming import child_name
+
+    return child_name(triplet.arch, triplet.cost)
+
+
+def arch_text(arch: Mapping[str, Any]) -> str:
+    """An architecture as text: NB201's own string, else its canonical JSON."""
+    return arch["arch"] if set(arch) == {"arch"} and isinstance(arch["arch"], str) else canonical_json(arch)
 
 
 def child_params(triplet: Triplet) -> dict[str, str]:

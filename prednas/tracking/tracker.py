@@ -102,6 +102,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         probe(tracking_uri)
         self._parents: dict[str, str] = {}  # run id -> experiment id
+        self._inherited: dict[str, dict[str, str]] = {}  # run id -> the tags its children carry too
         with self._errors("connect"):
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
             self.experiment_id = self._experiment(experiment, artifact_location or _default_artifacts(tracking_uri))
@@ -149,7 +150,15 @@ class Tracker:
                     self.client.set_tag(run.info.run_id, name, value)
             self._log_params(run, runs.flatten_params(params))
             self._parents[run.info.run_id] = run.info.experiment_id
+            self._inherited[run.info.run_id] = {k: v for k, v in {**run.data.tags, **all_tags}.items()
+                                                if k in runs.INHERITED}
             return run.info.run_id
+
+    def find_parent(self, key: str) -> str | None:
+        """The id of the parent run tagged ``key`` (or ``MLFLOW_RUN_ID``'s), None when there is none."""
+        with self._errors("find the parent run"):
+            run = self._existing_parent(key)
+        return run.info.run_id if run is not None else None
 
     def _existing_parent(self, key: str | None) -> Any:
         run_id = os.environ.get("MLFLOW_RUN_ID")
@@ -189,7 +198,9 @@ class Tracker:
     def attach(self, run_id: str) -> str:
         """Use an existing parent run (created by another step) and return its id."""
         with self._errors(f"attach to run {run_id}"):
-            self._parents[run_id] = self._run(run_id, "parent run").info.experiment_id
+            run = self._run(run_id, "parent run")
+            self._parents[run_id] = run.info.experiment_id
+            self._inherited[run_id] = {k: v for k, v in run.data.tags.items() if k in runs.INHERITED}
         return run_id
 
     def _experiment_of(self, parent_run_id: str) -> str:
@@ -241,9 +252,9 @@ class Tracker:
 
     def _create_child(self, exp: str, parent_run_id: str, triplet: Triplet,
                       extra: Mapping[str, str] | None = None) -> str:
-        run = self.client.create_run(exp, start_time=_ms(triplet.created_at), run_name=f"{triplet.stage}-"
-                                     f"{triplet.arch_id}", tags={**runs.child_tags(parent_run_id, triplet),
-                                                                 **(extra or {})})
+        tags = {**self._inherited.get(parent_run_id, {}), **runs.child_tags(parent_run_id, triplet), **(extra or {})}
+        run = self.client.create_run(exp, start_time=_ms(triplet.created_at), run_name=runs.child_run_name(triplet),
+                                     tags=tags)
         return self._fill(run, triplet)
 
     def _complete(self, run: Any, triplet: Triplet) -> str:
@@ -305,6 +316,23 @@ class Tracker:
         with self._errors(f"load {name}/{ref}"):
             return registry.load_state(self.client, self.tracking_uri, name, ref)
 
+    def mark_best(self, parent_run_id: str, triplet: Triplet) -> str | None:
+        """Tag the parent with the chosen architecture and the child run that measured it; returns that run's id.
+
+        The child is this parent's, else (a warm-start result) the one of the run that measured it.
+        """
+        with self._errors(f"mark the best architecture of run {parent_run_id}"):
+            exp = self._experiment_of(parent_run_id)
+            found = self.client.search_runs([exp], runs.children_filter(parent_run_id, triplet), max_results=1)
+            if not found and triplet.run_id and triplet.run_id != parent_run_id:
+                found = self.client.search_runs([exp], runs.children_filter(triplet.run_id, triplet), max_results=1)
+            child = found[0].info.run_id if found else None
+            tags = {runs.TAG_BEST_ARCH: runs.clip(runs.arch_text(triplet.arch), runs.TAG_LIMIT),
+                    runs.TAG_BEST_ARCH_ID: triplet.arch_id, runs.TAG_BEST_CHILD: child or ""}
+            for name, value in tags.items():
+                self.client.set_tag(parent_run_id, name, value)
+            return child
+
     def log_progress(self, parent_run_id: str, point: Mapping[str, float]) -> None:
         """The best-so-far after a round (``best_accuracy``, ``best_test_accuracy``) at step = queries so far."""
         from mlflow.entities import Metric
@@ -324,8 +352,9 @@ class Tracker:
         now, step = _ms(time.time()), int(metrics.get("queries", 0))  # the trajectory's last point
         with self._errors(f"log the final results of run {parent_run_id}"):
             self.client.log_batch(parent_run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
-            for name, figure in (figures or {}).items():
+            for name, figure in (figures or {}).items():  # at the root too: MLflow's compare view shows only those
                 self.client.log_figure(parent_run_id, figure, f"plots/{name}.png")
+                self.client.log_figure(parent_run_id, figure, f"{name}.png")
             if report is not None:
                 self.client.log_dict(parent_run_id, dict(report), "final/report.json")
 
