@@ -55,6 +55,6 @@ def test_failed_step_fails_the_run_and_the_exit_handler_closes_it(tmp_path: Path
     assert "pipeline log:" in str(info.value) and "\n" not in str(info.value)
     client = MlflowClient(tracking)
     runs = client.search_runs([client.get_experiment_by_name(spec.experiment).experiment_id],
-                              "tags.`prednas.run_key` = 'doomed-pipeline'")
+                              "tags.`prednas.run_key` = 'doomed-pipeline' and tags.`prednas.kind` = 'search'")
     assert [r.info.status for r in runs] == ["FAILED"]
     assert sum(stored_trials(spec).values()) == spec.n  # what was measured before the failure is kept

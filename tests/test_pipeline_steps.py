@@ -69,8 +69,8 @@ def test_failed_search_closes_its_run_as_failed(tmp_path: Path, tracking: str) -
         run_inprocess(spec, run_key="doomed")
     client = MlflowClient(tracking)
     runs = client.search_runs([client.get_experiment_by_name(spec.experiment).experiment_id],
-                              "tags.`prednas.run_key` = 'doomed'")
-    assert [r.info.status for r in runs] == ["FAILED"]
+                              "tags.`prednas.run_key` = 'doomed' and tags.`prednas.kind` = 'search'")
+    assert [r.info.status for r in runs] == ["FAILED"]  # the parent (its children carry the run key too)
 
 
 def test_cost_constrained_search_fits_the_auxiliary_predictor_and_keeps_the_window(tmp_path: Path,

@@ -147,3 +147,14 @@ def _fit_started(root: Path) -> bool:
     """Whether the local run reached its first fit step (the parent run exists and the samples are measured)."""
     logs = list((root / "logs").glob("*.log")) if (root / "logs").exists() else []
     return any("fit-predictors" in log.read_text(errors="replace") for log in logs)
+
+
+def test_the_run_key_finds_the_parent_not_a_child(two_searches, tracking: str) -> None:
+    """Children carry the run key too, and a warm start's children start before their parent."""
+    from prednas.tracking import Tracker
+
+    spec, reports = two_searches
+    tracker = Tracker(tracking, spec.experiment)
+    for report in reports:
+        assert tracker.find_parent(report["run_key"]) == report["parent_run_id"]
+        assert _client(tracking).get_run(report["parent_run_id"]).info.status == "FINISHED"

@@ -166,7 +166,8 @@ class Tracker:
             return self._run(run_id, "MLFLOW_RUN_ID")
         if key is None:
             return None
-        found = self.client.search_runs([self.experiment_id], f"tags.`{runs.TAG_RUN_KEY}` = {runs.quote(key)}",
+        found = self.client.search_runs([self.experiment_id], f"tags.`{runs.TAG_RUN_KEY}` = {runs.quote(key)} and "
+                                        f"tags.`{runs.TAG_KIND}` = {runs.quote(runs.KIND_SEARCH)}",  # not a child
                                         max_results=1, order_by=["attributes.start_time ASC"])
         return found[0] if found else None
 
