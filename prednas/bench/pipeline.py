@@ -86,7 +86,8 @@ def run_overhead(spec: SearchSpec, root: str | Path) -> dict[str, Any]:
     return {
         "n": spec.n, "k": spec.k, "seed": spec.seed, "shards": spec.shards, "parallelism": spec.parallelism,
         "in_process_s": in_s, "pipeline_s": pipe_s, "smallest_in_process_s": in_min, "smallest_pipeline_s": pipe_min,
-        "fixed_startup_s": startup, "step_start_s": step_start_seconds(spec), "critical_path_steps": critical_path(spec),
+        "fixed_startup_s": startup, "step_start_s": step_start_seconds(spec),
+        "critical_path_steps": critical_path(spec),
         "bound_s": 2 * in_s + startup, "ratio": pipe_s / in_s, "ratio_after_startup": (pipe_s - startup) / in_s,
         "same_result": in_report["best"]["arch"] == pipe_report["best"]["arch"],
         "best_arch": pipe_report["best"]["arch"],
