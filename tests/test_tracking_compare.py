@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_checks import shared_tracking, small_spec
+from pipeline_checks import SMALL, shared_tracking, small_spec
 
 from prednas.pipeline import steps
 from prednas.pipeline.inprocess import run_inprocess
@@ -107,17 +107,43 @@ def test_an_interrupted_in_process_search_ends_killed(tmp_path: Path, tracking: 
 
 
 def test_sigterm_becomes_an_interrupt_and_reaches_the_children() -> None:
-    from prednas.pipeline.interrupt import sigterm_as_interrupt
+    from prednas.pipeline.interrupt import Terminated, sigterm_as_interrupt
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        with pytest.raises(Terminated), sigterm_as_interrupt():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
         assert child.wait(timeout=10) == -signal.SIGTERM
     finally:
         child.kill()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize(("interrupt", "code"), [("ctrl-c", 130), ("sigterm", 143)])
+def test_an_interrupted_prednas_run_exits_128_plus_the_signal(tmp_path: Path, tracking: str, interrupt: str, code: int,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shell's convention: 130 after Ctrl-C (SIGINT), 143 after SIGTERM; the parent run ends KILLED either way."""
+    from click.testing import CliRunner
+
+    from prednas.cli import main
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        if interrupt == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(steps, "fit_predictors", interrupted)
+    settings = [arg for item in [*SMALL, f"tracking_uri={tracking}", f"store_uri={tmp_path / 'store'}",
+                                 f"experiment=exit-{interrupt}"] for arg in ("--set", item)]
+    result = CliRunner().invoke(main, ["run", "--in-process", "--root", str(tmp_path / "runs"), *settings])
+    assert result.exit_code == code, result.output + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "aborted"
+    client = _client(tracking)
+    exp = client.get_experiment_by_name(f"exit-{interrupt}").experiment_id
+    (parent,) = client.search_runs([exp], f"tags.`{runs.TAG_KIND}` = 'search'")
+    assert parent.info.status == "KILLED"
 
 
 @pytest.mark.slow
@@ -134,7 +160,7 @@ def test_sigterm_during_prednas_run_ends_the_parent_killed(tmp_path: Path) -> No
             assert process.poll() is None, process.stdout.read().decode()
             time.sleep(1)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=120) != 0
+        assert process.wait(timeout=120) == 128 + signal.SIGTERM
     finally:
         process.kill()
     client = _client(uri)

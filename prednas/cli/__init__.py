@@ -1,7 +1,8 @@
 """The ``prednas`` command line: one group, commands registered from feature modules.
 
 A user's mistake (``PredNASError``, a bad option) exits with code 2 and one line on
-stderr; ``--debug`` shows the traceback instead.
+stderr; ``--debug`` shows the traceback instead. An interrupted command exits 128 + the
+signal: 130 after Ctrl-C, 143 after SIGTERM (``prednas.pipeline.interrupt``).
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ class _Group(click.Group):
         except click.ClickException as exc:
             click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:  # click's form of KeyboardInterrupt (and of Terminated)
+            from prednas.pipeline.interrupt import exit_code
+
             click.echo("aborted", err=True)
-            sys.exit(130)
+            sys.exit(exit_code(exc.__cause__))
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):

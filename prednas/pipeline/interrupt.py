@@ -3,7 +3,11 @@
 Ctrl-C reaches the whole foreground process group, so the step subprocesses of ``kfp.local``
 stop with the runner; SIGTERM reaches only the runner, which passes it on to its own child
 processes (``/proc/self/task/*/children``, Linux) before raising ``KeyboardInterrupt`` where
-Ctrl-C would. On a cluster the pipeline's exit handler (``steps.close``) does this instead.
+Ctrl-C would (``Terminated``, so the command can still tell the two apart). On a cluster the
+pipeline's exit handler (``steps.close``) does this instead.
+
+Exit codes follow the shell's 128 + signal number: 130 after Ctrl-C (SIGINT), 143 after SIGTERM
+(``exit_code``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,17 @@ from prednas.errors import PredNASError
 log = logging.getLogger(__name__)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM raised where Ctrl-C raises ``KeyboardInterrupt``; it unwinds the same way."""
+
+    signum = signal.SIGTERM
+
+
+def exit_code(interrupt: BaseException | None) -> int:
+    """128 + the signal that stopped the command: 143 for ``Terminated``, else 130 (Ctrl-C)."""
+    return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
+
+
 def _children() -> list[int]:
     """Process ids of this process's children (every thread's); none where /proc does not list them."""
     pids: set[int] = set()
@@ -34,12 +49,12 @@ def _on_sigterm(signum: int, frame: object) -> None:
     for pid in _children():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM stops the children and raises ``KeyboardInterrupt`` (main thread only)."""
+    """Inside the block SIGTERM stops the children and raises ``Terminated`` (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
