@@ -62,6 +62,17 @@ def test_the_topk_stage_data_is_checked_before_any_run(tmp_path: Path, npz: str)
     assert time.perf_counter() - started < 60
 
 
+def test_a_cost_window_too_narrow_for_n_is_checked_before_any_run(tmp_path: Path) -> None:
+    """Under cost.sample_in_window the N samples are drawn once, analytically, before anything is opened."""
+    started = time.perf_counter()
+    result = cli("run", "--root", "runs", "--set", "cost={metric: flops, target: 1.0e8, window: 1.0}", cwd=tmp_path)
+    line = one_line_error(result)
+    assert line.startswith("error: cost window flops 1e+08 +- 1 (cost.target, cost.window) is empty or too narrow")
+    assert line.endswith("expected a wider cost.window, or cost.sample_in_window: false")
+    assert not (tmp_path / "runs").exists(), "nothing is opened before the check"
+    assert time.perf_counter() - started < 60
+
+
 def npz_without_labels(tmp_path: Path) -> str:
     path = tmp_path / "x.npz"
     np.savez(path, x_train=np.zeros((2, 4, 4, 3), np.uint8))

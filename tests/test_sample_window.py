@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline_checks import shared_tracking
 
 from prednas.errors import PredNASError
 from prednas.pipeline import steps
@@ -78,3 +79,37 @@ def test_sample_in_window_is_a_pipeline_parameter() -> None:
     assert SearchSpec.from_arguments(arguments).cost == spec.cost
     with pytest.raises(PredNASError, match=r"cost\.sample_in_window must be true or false"):
         load_config(None, ["cost={metric: flops, target: 1.0e8, window: 1.0e7, sample_in_window: 3}"])
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return shared_tracking(tmp_path_factory)
+
+
+@pytest.mark.parametrize("window", ["{metric: flops, target: 1.0e3, window: 1.0}",
+                                    "{metric: flops, target: 1.0e8, window: 1.0}"])
+def test_a_too_narrow_window_fails_the_preflight_before_any_run(tmp_path: Path, tracking: str, window: str) -> None:
+    """The sample step's own error, raised by ``preflight`` before a run is opened or anything measured."""
+    from mlflow import MlflowClient
+
+    from prednas.pipeline.local import preflight
+
+    spec = load_config(None, [f"tracking_uri={tracking}", f"store_uri={tmp_path / 'store'}",
+                              f"experiment=narrow-{tmp_path.name}", "n=10", f"cost={window}"])
+    client = MlflowClient(tracking_uri=tracking)
+    with pytest.raises(PredNASError) as before:
+        preflight(spec)
+    experiment = client.get_experiment_by_name(spec.experiment)
+    assert experiment is None or not client.search_runs([experiment.experiment_id])
+    assert not (tmp_path / "store").exists()
+    with pytest.raises(PredNASError) as during:
+        steps.sample(spec, run_key="narrow")  # what the run met before: the same line, after opening its parent
+    assert str(before.value) == str(during.value)
+    assert client.search_runs([client.get_experiment_by_name(spec.experiment).experiment_id])
+    assert "\n" not in str(before.value) and "(cost.target, cost.window)" in str(before.value)
+
+
+def test_the_preflight_draw_passes_a_wide_window_and_one_the_samples_ignore() -> None:
+    steps.check_samples(load_config(None, ["n=10", "cost={metric: flops, target: 1.0e8, window: 1.0e7}"]))
+    steps.check_samples(load_config(None, ["n=10", "cost={metric: flops, target: 1.0e8, window: 1.0, "
+                                               "sample_in_window: false}"]))

@@ -3,8 +3,9 @@
 The embedded default needs no server: MLflow tracks into SQLite (``runs/mlflow.db``, its
 artifacts in ``runs/mlartifacts``) and triplets go to ``runs/store``; ``tracking_uri`` and
 ``store_uri`` point a run at real servers instead. Before any step starts, the spec's
-evaluators are built and the store and tracking server opened once, so a bad option or
-an unreachable endpoint is one line, not a failed step.
+evaluators are built, the samples drawn inside any cost window, and the store and tracking
+server opened once, so a bad option, a window too narrow for N or an unreachable endpoint
+is one line, not a failed step.
 
 kfp.local's own log (every step's output) goes to ``runs/logs/<run key>.log`` and the
 resolved config to ``runs/logs/<run key>.yaml``; a failed run raises ``PredNASError`` with
@@ -53,8 +54,12 @@ def resolve_embedded(spec: SearchSpec, root: str | Path = "runs") -> SearchSpec:
 
 
 def preflight(spec: SearchSpec) -> None:
-    """Build the evaluators and open the store and tracking server once (fail fast, one line)."""
+    """Build the evaluators, draw the samples inside any cost window, then open the store and
+    tracking server once (fail fast, one line; nothing is opened before the first two pass)."""
+    from prednas.pipeline.steps import check_samples
+
     spec.check_evaluators()
+    check_samples(spec)
     run = exchange.RunRef(spec.store_uri, spec.tracking_uri, spec.experiment)
     run.store()
     run.tracker()

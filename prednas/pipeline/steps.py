@@ -31,8 +31,9 @@ Deviations from the paper: the K queries are spent in rounds (``rounds: 1``,
 predictor is fitted only when it is used (an alpha above 0, or a window on a measured
 latency), on the log of its cost as in ``prednas.search.constrained``; under a cost window
 on an analytic cost the N samples are drawn inside it (``cost.sample_in_window: false``
-draws them from the whole space); a pool shorter than
-the round's share is topped up with random unseen architectures; the final choice is the
+draws them from the whole space; ``check_samples`` draws them once before anything is opened,
+so a window too narrow for N fails first); a pool shorter than the round's share is topped
+up with random unseen architectures; the final choice is the
 best measured architecture the search knows (this run's and the warm start's when both
 stages share one evaluator config, else the top K), as in Table II.
 """
@@ -75,7 +76,7 @@ def sample(spec: SearchSpec, *, run_key: str) -> tuple[SearchContext, list[str]]
     parent = tracker.start_parent(name, spec.to_dict(), tags, key=run_key)
     known = _keys(first.space, [t.arch for t in store.list(spec.space, first.hash) if t.run_id != parent])
     archs = _draw_unseen(first.space, known, exchange.rng_for(spec.seed, "sample"), spec.n,
-                         _sample_draw(spec, first.space))
+                         _window_draw(spec, first.space, spec.n))
     if len(archs) < spec.n:
         raise PredNASError(f"space {spec.space!r} has only {len(archs)} unmeasured architectures left; n={spec.n}")
     context = SearchContext(spec, run_key, parent, started)
@@ -100,16 +101,47 @@ def _keys(space: Any, archs: list[dict[str, Any]]) -> set[str]:
     return {space.equivalence_key(space.from_dict(a)) for a in archs}
 
 
-def _sample_draw(spec: SearchSpec, space: Any) -> Any:
-    """The sample stage's draw: inside the cost window when there is one on an analytic cost, unless
-    ``cost.sample_in_window`` is false (None: ``space.sample``)."""
-    from prednas.search.constrained import ANALYTIC, window_draw
+def check_samples(spec: SearchSpec) -> None:
+    """Draw the sample stage's N architectures as ``sample`` does on an empty store, opening nothing.
+
+    Under a cost window the samples keep to (``cost.sample_in_window``), a window too narrow
+    for N fails here with the sample step's own error (``prednas.pipeline.local.preflight``),
+    before any MLflow run is opened or anything measured. Costs are analytic: nothing trains.
+    """
+    from prednas.search.constrained import window_draw
+
+    window = _draw_window(spec)
+    if window is None:
+        return
+    space = stage(spec, "sample").space
+    draw = window_draw(space, window, spec.n)
+    archs = _draw_unseen(space, set(), exchange.rng_for(spec.seed, "sample"), spec.n, draw)
+    if len(archs) < spec.n:  # the draws landed in the window but repeat too few classes
+        raise PredNASError(f"cost window {window.metric} {window.target:.4g} +- {window.delta:.4g} (cost.target, "
+                           f"cost.window) gave {len(archs)} distinct architectures of space {spec.space!r} in "
+                           f"{draw.draws} random draws, n={spec.n}; expected a wider cost.window, or "
+                           "cost.sample_in_window: false")
+
+
+def _draw_window(spec: SearchSpec) -> Any:
+    """The cost window random draws keep to: the target's, when on an analytic cost and
+    ``cost.sample_in_window`` is not false (None: the whole space)."""
+    from prednas.search.constrained import ANALYTIC
     from prednas.search.gradient import CostWindow
 
     cost = spec.cost
     if cost is None or not cost.sample_in_window or cost.metric not in ANALYTIC:
         return None
-    return window_draw(space, CostWindow(cost.metric, cost.target, cost.window), spec.n)
+    return CostWindow(cost.metric, cost.target, cost.window)
+
+
+def _window_draw(spec: SearchSpec, space: Any, count: int) -> Any:
+    """A draw of ``count`` architectures inside ``_draw_window`` (None: ``space.sample``); a window too
+    narrow for them is an error (``WindowDraw``)."""
+    from prednas.search.constrained import window_draw
+
+    window = _draw_window(spec)
+    return None if window is None else window_draw(space, window, count)
 
 
 def _draw_unseen(space: Any, known: set[str], rng: np.random.Generator, count: int, draw: Any = None) -> list[Any]:
