@@ -77,8 +77,8 @@ def test_cost_constrained_search_fits_the_auxiliary_predictor_and_keeps_the_wind
                                                                                    tracking: str) -> None:
     from prednas.pipeline.context import stage
 
-    spec = small_spec(tmp_path, "alphas=[0, 0.5]", "cost={metric: flops, target: 2.5e8, window: 6.0e7}", "rounds=1",
-                      tracking_uri=tracking)
+    window = "cost={metric: flops, target: 2.5e8, window: 6.0e7, sample_in_window: false}"  # samples: whole space
+    spec = small_spec(tmp_path, "alphas=[0, 0.5]", window, "rounds=1", tracking_uri=tracking)
     preflight(spec)
     context, shards = steps.sample(spec, run_key="constrained")
     sampled = [t for shard in shards for t in steps.evaluate(context, shard)[0]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,39 @@ def test_the_preflight_draw_passes_a_wide_window_and_one_the_samples_ignore() ->
     steps.check_samples(load_config(None, ["n=10", "cost={metric: flops, target: 1.0e8, window: 1.0e7}"]))
     steps.check_samples(load_config(None, ["n=10", "cost={metric: flops, target: 1.0e8, window: 1.0, "
                                                "sample_in_window: false}"]))
+
+
+def _top_ups(spec: SearchSpec, monkeypatch: pytest.MonkeyPatch, size: int) -> tuple[list[dict], dict[str, float]]:
+    """Round 1's proposal when the pool is empty: every pick is a top-up draw."""
+    from prednas.pipeline.context import SearchContext
+    from prednas.pipeline.state import SearchState
+    from prednas.predictors.fit import FitConfig, fit_predictor
+
+    space = stage(spec, "sample").space
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(4)]
+    main = fit_predictor(space, np.stack([space.encode(a) for a in archs]), np.arange(4.0), seed=0,
+                         config=FitConfig(epochs=1))
+    monkeypatch.setattr(steps, "_pool", lambda *args: ([], {}))
+    state, _ = steps.search(SearchContext(spec, "top-up", "parent", 0.0), main.state_bytes(), None,
+                            SearchState(versions=[{}]), rounds=spec.k // size)
+    return [p["arch"] for p in state.picks], state.stats[-1]
+
+
+def test_top_up_draws_keep_to_the_cost_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_config(None, ["k=6", "rounds=1", "cost={metric: flops, target: 1.0e8, window: 1.0e7}"])
+    archs, stats = _top_ups(spec, monkeypatch, 6)
+    assert len(archs) == stats["topped_up"] == 6 and stats["from_pool"] == 0
+    assert all(abs(c - 1.0e8) <= 1.0e7 for c in _costs(spec, archs))
+
+    free = replace(spec, cost=replace(spec.cost, sample_in_window=False))
+    archs, _ = _top_ups(free, monkeypatch, 6)
+    assert not all(abs(c - 1.0e8) <= 1.0e7 for c in _costs(free, archs))  # the whole space, as before
+
+
+def test_a_window_without_unseen_architectures_proposes_fewer(monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    spec = load_config(None, ["k=6", "rounds=1", "cost={metric: flops, target: 1.0e3, window: 1.0}"])
+    archs, stats = _top_ups(spec, monkeypatch, 6)
+    assert archs == [] and stats["topped_up"] == 0
+    assert "the cost window holds 0 unseen architectures beyond the pool, not 6" in caplog.text

@@ -33,7 +33,8 @@ latency), on the log of its cost as in ``prednas.search.constrained``; under a c
 on an analytic cost the N samples are drawn inside it (``cost.sample_in_window: false``
 draws them from the whole space; ``check_samples`` draws them once before anything is opened,
 so a window too narrow for N fails first); a pool shorter than the round's share is topped
-up with random unseen architectures; the final choice is the
+up with random unseen architectures, drawn inside that window too (a round whose window
+has no unseen architecture left proposes fewer); the final choice is the
 best measured architecture the search knows (this run's and the warm start's when both
 stages share one evaluator config, else the top K), as in Table II.
 """
@@ -135,13 +136,13 @@ def _draw_window(spec: SearchSpec) -> Any:
     return CostWindow(cost.metric, cost.target, cost.window)
 
 
-def _window_draw(spec: SearchSpec, space: Any, count: int) -> Any:
-    """A draw of ``count`` architectures inside ``_draw_window`` (None: ``space.sample``); a window too
-    narrow for them is an error (``WindowDraw``)."""
+def _window_draw(spec: SearchSpec, space: Any, count: int, *, strict: bool = True) -> Any:
+    """A draw of ``count`` architectures inside ``_draw_window`` (None: ``space.sample``); ``strict``: a
+    window too narrow for them is an error, else the draw runs out (``WindowDraw``)."""
     from prednas.search.constrained import window_draw
 
     window = _draw_window(spec)
-    return None if window is None else window_draw(space, window, count)
+    return None if window is None else window_draw(space, window, count, strict=strict)
 
 
 def _draw_unseen(space: Any, known: set[str], rng: np.random.Generator, count: int, draw: Any = None) -> list[Any]:
@@ -327,8 +328,7 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, state: Search
         pool, stats = _pool(spec, st.space, main_p, aux_p, rng)
     known = _keys(st.space, [t.arch for t in state.known])
     picks = _unseen(st.space, known, pool)[:size]
-    topped = _draw_unseen(st.space, known | {st.space.equivalence_key(a) for a in picks},
-                          exchange.rng_for(spec.seed, "top-up", round_), size - len(picks)) if len(picks) < size else []
+    topped = _top_up(spec, st.space, known | {st.space.equivalence_key(a) for a in picks}, round_, size - len(picks))
     chosen = [*picks, *topped]
     predicted = main_p.predict_archs(chosen) if chosen else np.zeros(0)
     stats = {**stats, "from_pool": float(len(picks)), "topped_up": float(len(topped))}
@@ -362,6 +362,18 @@ def _pool(spec: SearchSpec, space: Any, main: Any, aux: Any, rng: np.random.Gene
         pool = constrained_search(space, main, aux, window, rng=rng, aux_metric=spec.aux_target,
                                   config=ConstrainedConfig(gradient=config, alphas=spec.alphas, penalty=penalty))
     return list(pool.archs), {k: float(v) for k, v in pool.stats.items()}
+
+
+def _top_up(spec: SearchSpec, space: Any, known: set[str], round_: int, missing: int) -> list[Any]:
+    """Up to ``missing`` random unseen architectures for a short pool, inside the samples' cost window."""
+    if missing <= 0:
+        return []
+    draw = _window_draw(spec, space, missing, strict=False)
+    archs = _draw_unseen(space, known, exchange.rng_for(spec.seed, "top-up", round_), missing, draw)
+    if draw is not None and len(archs) < missing:
+        log.warning("round %d: the cost window holds %d unseen architectures beyond the pool, not %d; the round "
+                    "proposes fewer", round_, len(archs), missing)
+    return archs
 
 
 def _unseen(space: Any, known: set[str], archs: list[Any]) -> list[Any]:

@@ -306,23 +306,24 @@ def window_starts(space: Any, window: CostWindow, rng: np.random.Generator, n: i
 
 
 class WindowDraw:
-    """Random architectures inside an analytic cost window (the sample stage under a cost target).
+    """Random architectures inside an analytic cost window (the pipeline's random draws under a cost target).
 
     A size space scales each random draw's widths into the window (``into_window``, as
     ``window_starts`` does); any other space keeps the draws that fall inside (rejection).
-    After ``max_draws`` raw draws in all, one line says the window is empty or too narrow.
+    After ``max_draws`` raw draws in all, one line says the window is empty or too narrow
+    (``strict``; else the draw returns None: it has run out).
     """
 
-    def __init__(self, space: Any, window: CostWindow, max_draws: int) -> None:
+    def __init__(self, space: Any, window: CostWindow, max_draws: int, *, strict: bool = True) -> None:
         if window.metric not in ANALYTIC:
             raise PredNASError(f"cost.metric {window.metric!r} is measured, not analytic; a draw cannot be kept "
                                f"inside its window before measuring (expected one of {', '.join(ANALYTIC)})")
-        self.space, self.window, self.max_draws = space, window, max_draws
+        self.space, self.window, self.max_draws, self.strict = space, window, max_draws, strict
         self.scaled = hasattr(space, "scale_widths")
         self.draws = self.inside = 0
 
-    def __call__(self, rng: np.random.Generator) -> Any:
-        """The next random architecture inside the window."""
+    def __call__(self, rng: np.random.Generator) -> Any | None:
+        """The next random architecture inside the window (None once spent, unless ``strict``)."""
         while self.draws < self.max_draws:
             self.draws += 1
             arch = self.space.sample(rng)
@@ -333,16 +334,18 @@ class WindowDraw:
             if arch is not None:
                 self.inside += 1
                 return arch
+        if not self.strict:
+            return None
         w = self.window
         raise PredNASError(f"cost window {w.metric} {w.target:.4g} +- {w.delta:.4g} (cost.target, cost.window) is "
                            f"empty or too narrow for space {self.space.name!r}: {self.inside} of {self.draws} random "
                            "draws landed in it; expected a wider cost.window, or cost.sample_in_window: false")
 
 
-def window_draw(space: Any, window: CostWindow, count: int) -> WindowDraw:
+def window_draw(space: Any, window: CostWindow, count: int, *, strict: bool = True) -> WindowDraw:
     """A ``WindowDraw`` with a budget for ``count`` architectures: 50 scaled or 5,000 rejected draws each."""
     per_arch = 50 if hasattr(space, "scale_widths") else 5_000
-    return WindowDraw(space, window, per_arch * max(1, count))
+    return WindowDraw(space, window, per_arch * max(1, count), strict=strict)
 
 
 def _window_space(space: Any, window: CostWindow, aux: Predictor, aux_metric: str) -> Any:

@@ -112,7 +112,8 @@ def draw_distinct(space: Any, known: set[str], rng: np.random.Generator, count: 
 
     The pipeline's sample step draws its N architectures this way, and the baselines draw
     theirs from the same stream, so a benchmark's methods start from the same cells.
-    ``draw`` replaces ``space.sample`` (e.g. a draw inside a cost window).
+    ``draw`` replaces ``space.sample`` (e.g. a draw inside a cost window); one that returns
+    None has run out, and the list ends there.
     """
     draw = draw or space.sample
     keys = set(known)
@@ -121,6 +122,8 @@ def draw_distinct(space: Any, known: set[str], rng: np.random.Generator, count: 
         if len(out) >= count:
             break
         arch = draw(rng)
+        if arch is None:
+            break
         key = space.equivalence_key(arch)
         if key not in keys:
             keys.add(key)
