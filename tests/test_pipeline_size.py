@@ -44,9 +44,9 @@ def test_anynet_search_registers_and_searches_with_the_ensemble(tmp_path: Path, 
 
     evaluator = {"name": "classification", "data": {"source": "npz", "path": npz},
                  "recipe": {"epochs": 1, "batch_size": 8}, "device": "cpu", "latency": False}
-    base = ["space=anynet", f"evaluator={json.dumps(evaluator)}", "n=6", "k=2", "shards=2", "predictor.epochs=20",
-            "predictor.cv_folds=2", "predictor.aux_target=macs", "alphas=[1.0]", "gradient.starts=12",
-            "gradient.steps=3", f"tracking_uri={shared_tracking(tmp_path_factory)}",
+    base = ["space=anynet", f"evaluator={json.dumps(evaluator)}", "n=6", "k=2", "rounds=1", "shards=2",
+            "predictor.epochs=20", "predictor.cv_folds=2", "predictor.aux_target=macs", "alphas=[1.0]",
+            "gradient.starts=12", "gradient.steps=3", f"tracking_uri={shared_tracking(tmp_path_factory)}",
             f"store_uri={tmp_path / 'store'}", "experiment=size-pipeline"]
     space = stage(load_config(None, base), "sample").space
     macs = np.median([space.cost(space.sample(np.random.default_rng(i)))["macs"] for i in range(200)])

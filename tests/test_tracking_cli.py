@@ -94,6 +94,11 @@ def test_ui_refuses_a_busy_port(searches):
     assert result.output.startswith(f"error: cannot serve the MLflow UI on 127.0.0.1:{port}:")
 
 
+def _ctrl_c_reaches() -> None:
+    """SIGINT as a terminal delivers it (a job started in the background by a shell inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ui_serves_the_runs_view_in_machine_learning_mode(searches):
     with socket.socket() as free:
@@ -101,7 +106,7 @@ def test_ui_serves_the_runs_view_in_machine_learning_mode(searches):
         port = free.getsockname()[1]
     ui = subprocess.Popen([sys.executable, "-m", "prednas.cli", "ui", "--root", str(searches), "--port", str(port)],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, preexec_fn=_ctrl_c_reaches)
     try:
         line = ui.stdout.readline()
         assert line.startswith(f"MLflow UI: http://127.0.0.1:{port}/#/experiments/"), line

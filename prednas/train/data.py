@@ -27,6 +27,7 @@ proxies); the validation split is always used whole.
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,9 +204,14 @@ CIFAR_FILES = {
 }
 
 
-def _check_cifar(name: str, root: Path) -> None:
-    import pickle
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads pickles of plain data only (dicts, lists, strings, numbers): no class or function resolves."""
 
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refused {module}.{name}: only plain data is read")
+
+
+def _check_cifar(name: str, root: Path) -> None:
     base, files, meta_file, key = CIFAR_FILES[name]
     folder = root / base
     if not root.is_dir():
@@ -217,7 +223,7 @@ def _check_cifar(name: str, root: Path) -> None:
                                         f"(or download: true on a machine that is online)")
     try:
         with open(folder / meta_file, "rb") as file:
-            meta = pickle.load(file, encoding="latin1")
+            meta = _PlainUnpickler(file, encoding="latin1").load()
     except (OSError, pickle.UnpicklingError, EOFError) as exc:
         raise SettingError("data.path", f"{folder / meta_file} is unreadable ({exc})") from None
     if not isinstance(meta, dict) or key not in meta:
