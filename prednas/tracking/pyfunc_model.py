@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
@@ -31,8 +32,11 @@ class PredictorModel(PythonModel):
         self.space = get_space(context.model_config["space"])
         self.predictor = Predictor.from_bytes(self.space, Path(context.artifacts["state"]).read_bytes())
 
-    def predict(self, context, model_input, params=None):  # no hints: MLflow would read them as a schema
-        """Predicted targets for the architectures in ``model_input["arch"]``."""
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        """Predicted targets for the architectures in ``model_input["arch"]``.
+
+        A DataFrame hint is one MLflow infers no second schema from: the logged signature stays the schema.
+        """
         archs = [self.space.from_dict(json.loads(a) if isinstance(a, str) else a) for a in model_input["arch"]]
         return self.predictor.predict_archs(archs)
 
