@@ -9,7 +9,6 @@ a retried KFP task does). Every count below is read back from the store or from 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -71,12 +70,6 @@ def test_sigkill_in_every_kind_of_step_resumes_to_the_uninterrupted_result(tmp_p
     assert len(calls) - len(set(calls)) <= 2  # at most the evaluations the two evaluate kills interrupted
 
 
-def _referenced(works: list[Path]) -> set[str]:
-    """Keys of every triplet the runs' evaluate steps handed on."""
-    return {f"{t['arch_id']}/{t['trial']}" for w in works for f in (w / "out").glob("*-[0-9]*.json")
-            if f.name.startswith(("sample-", "top-k")) for t in json.loads(f.read_text())}
-
-
 def _concurrent(tmp_path: Path, template: Path, store: str, claim_ttl_s: float,
                 tracking: str | None = None) -> tuple[list[Path], list, list[str]]:
     barrier = f"{tmp_path / 'barrier'}:2"  # both sample, then both start evaluating at the same moment
@@ -94,7 +87,7 @@ def _concurrent(tmp_path: Path, template: Path, store: str, claim_ttl_s: float,
 def test_two_runs_at_once_lose_nothing(tmp_path: Path, template: Path, claims: bool) -> None:
     works, trials, calls = _concurrent(tmp_path, template, str(tmp_path / "shared-store"), 10.0 if claims else 0.0)
     assert len(trials) == len(calls)  # every evaluation is stored exactly once, none overwritten
-    assert _referenced(works) <= {f"{t.arch_id}/{t.trial}" for t in trials}
+    assert set().union(*map(faults.handed_on, works)) <= {f"{t.arch_id}/{t.trial}" for t in trials}
     assert open_store(str(tmp_path / "shared-store")).verify() == []
     per_arch = Counter((t.config_hash, t.arch_id) for t in trials)
     twice = [key for key, count in per_arch.items() if count > 1]
@@ -113,7 +106,8 @@ def test_two_runs_at_once_on_real_servers(tmp_path: Path, template: Path, mlflow
                                           s3_prefix: str) -> None:
     works, trials, calls = _concurrent(tmp_path, template, s3_env.uri(s3_prefix), 0.0,
                                        tracking=mlflow_server.tracking_uri)
-    assert len(trials) == len(calls) and _referenced(works) <= {f"{t.arch_id}/{t.trial}" for t in trials}
+    assert len(trials) == len(calls)
+    assert set().union(*map(faults.handed_on, works)) <= {f"{t.arch_id}/{t.trial}" for t in trials}
     assert open_store(s3_env.uri(s3_prefix)).verify() == []
     spec = faults.load_spec(works[0])
     for work in works:  # one child per architecture the run used, whichever run measured it

@@ -289,6 +289,12 @@ def run_triplets(work: Path) -> list[Any]:
     return [t for h in hashes for t in store.list(spec.space, h) if t.run_id == context.parent_run_id]
 
 
+def handed_on(work: Path) -> set[str]:
+    """``arch_id/trial`` of every triplet the run's evaluate steps handed on (every stage and round)."""
+    outputs = (f for f in (work / "out").glob("*-[0-9]*.json") if f.name.startswith(("sample-", "top-k")))
+    return {f"{t['arch_id']}/{t['trial']}" for f in outputs for t in json.loads(f.read_text())}
+
+
 def outcome(work: Path) -> dict[str, Any]:
     """What must not depend on interruptions: the measured architectures, the search's picks, the choice."""
     from prednas.pipeline.exchange import read_json

@@ -26,7 +26,6 @@ seed:
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import tempfile
@@ -158,9 +157,8 @@ def concurrent_row(bench: Bench, claims: bool) -> dict[str, Any]:
     triplets = [t for h in hashes for t in opened.list(spec.space, h)]
     per_arch = Counter((t.config_hash, t.arch_id) for t in triplets)
     both = sum(1 for c in per_arch.values() if c > 1)
-    referenced = {t["arch_id"] + t["trial"] for w in works for f in (w / "out").glob("*-[0-9]*.json")
-                  for t in json.loads(f.read_text())}
-    kept = referenced <= {t.arch_id + t.trial for t in triplets}
+    referenced = set().union(*(faults.handed_on(w) for w in works))
+    kept = referenced <= {f"{t.arch_id}/{t.trial}" for t in triplets}
     notes = (f"evaluator calls {calls}; measured by both runs: {both}; every trial the runs used is stored: "
              f"{'yes' if kept else 'NO'}; corrupt objects: {len(opened.verify())}")
     return _row(f"two runs at once, {'with' if claims else 'without'} claims", 1, calls, len(triplets),
