@@ -19,7 +19,8 @@ def test_smallest_search_keeps_the_dag_and_drops_the_work() -> None:
 
 
 def test_report_states_the_bound_and_whether_it_holds(capsys: pytest.CaptureFixture[str]) -> None:
-    figures = {"n": 30, "k": 40, "seed": 0, "shards": 2, "parallelism": 2, "in_process_s": 20.0, "pipeline_s": 70.0,
+    figures = {"n": 30, "k": 40, "rounds": 4, "seed": 0, "shards": 2, "parallelism": 2,
+               "in_process_s": 20.0, "pipeline_s": 70.0,
                "smallest_in_process_s": 3.0, "smallest_pipeline_s": 38.0, "fixed_startup_s": 35.0,
                "step_start_s": 4.0, "critical_path_steps": 7, "bound_s": 75.0, "ratio": 3.5,
                "ratio_after_startup": 1.75, "same_result": True}
