@@ -73,6 +73,19 @@ def test_a_cost_window_too_narrow_for_n_is_checked_before_any_run(tmp_path: Path
     assert time.perf_counter() - started < 60
 
 
+@pytest.mark.parametrize("command", [
+    ["compile", "-o", "pipeline.yaml"],
+    ["submit", "--host", "http://127.0.0.1:9"],
+    ["schedule", "--host", "http://127.0.0.1:9", "--cron", "0 0 3 * * *"],
+], ids=lambda c: c[0])
+def test_the_cluster_commands_refuse_a_window_too_narrow_before_anything(tmp_path: Path, command: list[str]) -> None:
+    """The cluster's sample step would meet the same window: the command says so before writing or calling out."""
+    result = cli(*command, "--set", "cost={metric: flops, target: 1.0e8, window: 1.0}", cwd=tmp_path)
+    line = one_line_error(result)
+    assert line.startswith("error: cost window flops 1e+08 +- 1 (cost.target, cost.window) is empty or too narrow")
+    assert not (tmp_path / "pipeline.yaml").exists()
+
+
 def npz_without_labels(tmp_path: Path) -> str:
     path = tmp_path / "x.npz"
     np.savez(path, x_train=np.zeros((2, 4, 4, 3), np.uint8))

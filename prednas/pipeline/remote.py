@@ -110,9 +110,15 @@ def _cron_part(part: str, low: int, high: int, names: tuple[str, ...], wildcard:
 
 
 def compile_package(spec: SearchSpec, path: str | Path, options: StepOptions | None = None) -> Path:
-    """Write the pipeline package with ``spec``'s and ``options``' compile-time settings and ``spec``'s parameters."""
+    """Write the pipeline package with ``spec``'s and ``options``' compile-time settings and ``spec``'s parameters.
+
+    A cost window too narrow for the N samples is refused here, as ``prednas run`` refuses it,
+    rather than in the cluster's sample step (``steps.check_samples``: analytic, opens nothing).
+    """
+    from prednas.pipeline.steps import check_samples
     from prednas.pipelines.prednas_pipeline import compile_pipeline
 
+    check_samples(spec)
     spec = cluster_spec(spec)
     return compile_pipeline(path, parallelism=spec.parallelism, retries=spec.retries, cpu=spec.resources.cpu,
                             memory=spec.resources.memory, rounds=spec.rounds, defaults=spec.to_arguments(),
@@ -250,6 +256,9 @@ def submit(spec: SearchSpec, *, host: str, experiment: str, run_name: str | None
            namespace: str | None = None, service_account: str | None = None,
            options: StepOptions | None = None, show_kfp_output: bool = False) -> dict[str, str]:
     """Create one run of the pipeline and read it back; returns its id and the URL of its page."""
+    from prednas.pipeline.steps import check_samples
+
+    check_samples(spec)  # before the endpoint is contacted
     spec = cluster_spec(spec)
     with kfp_output(show_kfp_output):
         kfp_client = client(host, namespace)
@@ -282,6 +291,9 @@ def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_nam
     cron = check_cron(cron)
     if not 1 <= max_concurrency <= 10:
         raise PredNASError(f"max_concurrency must be in [1, 10] (KFP's limit), got {max_concurrency}")
+    from prednas.pipeline.steps import check_samples
+
+    check_samples(spec)  # before the endpoint is contacted
     spec = cluster_spec(spec)
     with kfp_output(show_kfp_output):
         kfp_client = client(host, namespace)
