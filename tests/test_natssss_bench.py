@@ -108,6 +108,15 @@ def test_curve_table_json_and_plot(tmp_path):
     assert "10 (5+5)" in result.output and "prednas (paper)" in result.output
 
 
+def test_curve_default_splits_are_the_library_default():
+    from prednas.bench.curve import DEFAULT_SPLITS, parse_splits
+    from prednas.cli.nb201 import bench_curve
+
+    default = next(p.default for p in bench_curve.params if p.name == "splits")
+    assert parse_splits(default) == list(DEFAULT_SPLITS)
+    assert [n + k for n, k in DEFAULT_SPLITS] == [20, 30, 50, 70]
+
+
 @pytest.mark.parametrize(("args", "needle"), [
     (["--splits", "10+"], "--splits item '10+': expected N+K"),
     (["--splits", "1+5"], "--splits item '1+5'"),

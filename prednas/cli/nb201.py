@@ -107,7 +107,7 @@ def bench_ablation(
 
 @click.command("nb201-curve")
 @click.option("--dataset", default="cifar100", show_default=True, help="cifar10, cifar100 or imagenet16_120.")
-@click.option("--splits", default="10+10,10+20,20+30,30+40", show_default=True,
+@click.option("--splits", default="5+15,5+25,20+30,30+40", show_default=True,
               help="Comma-separated N+K budgets (20, 30, 50 and 70 queries).")
 @click.option("--repeats", type=int, default=15, show_default=True, help="Independent searches per method and budget.")
 @click.option("--seed", type=int, default=0, show_default=True,

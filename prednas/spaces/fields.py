@@ -24,12 +24,10 @@ def fail(space: str, field: str, value: Any, expected: str) -> None:
 
 def check_int(space: str, field: str, value: Any, lo: int, hi: int, step: int = 1) -> int:
     """``value`` as an int in ``lo..hi`` and a multiple of ``step``."""
-    expected = f"an integer in {lo}..{hi}" if step == 1 else f"a multiple of {step} in {lo}..{hi}"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        fail(space, field, value, expected)
     # the range first: an int too large for a float (10**400) must not reach float()
-    if not lo <= value <= hi or not float(value).is_integer() or int(value) % step:
-        fail(space, field, value, expected)
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not lo <= value <= hi or not float(value).is_integer() or int(value) % step):
+        fail(space, field, value, f"an integer in {lo}..{hi}" if step == 1 else f"a multiple of {step} in {lo}..{hi}")
     return int(value)
 
 
