@@ -184,6 +184,7 @@ def test_shipped_config_loads():
     target = target_from_quantile(dataset_space("cifar100"), 0.5)
     assert spec.cost.metric == "flops" and abs(spec.cost.target - target) / target < 1e-4
     assert abs(spec.cost.window - 0.05 * target) / target < 1e-4
+    assert spec.alphas == (0.0,)  # every class scored, as `prednas bench natssss` measures it
 
 
 # -- bench helpers -------------------------------------------------------------------------

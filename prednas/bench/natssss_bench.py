@@ -9,11 +9,10 @@ The pipeline methods are the product's search from the packaged ``natssss-cifar1
 with the dataset, N, K, seed and the cost window set, tracking off, a fresh in-memory store
 and the config overrides of ``WINDOW_METHODS``:
 
-- ``prednas``: every class of the space scored and the window's kept (the search step
-  enumerates only when no alpha is above 0; inside an analytic window the alpha has no
-  role, so ``alphas=[0.0]``);
-- ``prednas-gradient``: the config as shipped with enumeration off, so Algorithm 1 under
-  the window proposes (``exhaustive_limit=0``).
+- ``prednas``: the config as shipped: every class of the space scored and the window's kept
+  (the search step enumerates only when no alpha is above 0);
+- ``prednas-gradient``: enumeration off and the window term on, so Algorithm 1 under the
+  window proposes (``exhaustive_limit=0``, ``alphas=[1.0]``).
 
 The baselines:
 
@@ -53,8 +52,8 @@ from prednas.search.gradient import CostWindow
 from prednas.search.history import History
 
 WINDOW_METHODS: dict[str, tuple[str, ...]] = {
-    "prednas": ("alphas=[0.0]",),
-    "prednas-gradient": ("exhaustive_limit=0",),
+    "prednas": (),
+    "prednas-gradient": ("exhaustive_limit=0", "alphas=[1.0]"),
 }
 BASELINES: tuple[str, ...] = ("predictor-random", "rea", "random")
 METHODS: tuple[str, ...] = (*WINDOW_METHODS, *BASELINES)
