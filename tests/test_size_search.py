@@ -249,6 +249,17 @@ def test_radius_keeps_each_iterate_near_its_start(fitted):
     assert min(float(t.min()) for t in trail.trail) >= 0.0 and max(float(t.max()) for t in trail.trail) <= 1.0
 
 
+def test_the_search_differentiates_the_iterate_only(fitted):
+    """Algorithm 1 needs the gradient of the iterate; the predictors' weight gradients would be a third more work."""
+    _, main, aux = fitted
+    networks = [*(m.network for m in getattr(main, "members", [main])), aux.network]
+    for network in networks:
+        network.zero_grad(set_to_none=True)
+    constrained_search(get_space("anynet"), main, aux, CostWindow("macs", 1e9, 1e8), rng=np.random.default_rng(0),
+                       config=ConstrainedConfig(GradientConfig(starts=8, steps=5), (0.0, 5.0)))
+    assert all(p.grad is None for network in networks for p in network.parameters())
+
+
 @pytest.mark.parametrize("radius", [-0.1, float("nan")])
 def test_a_negative_radius_is_refused(anynet, fitted, radius):
     _, main, aux = fitted
