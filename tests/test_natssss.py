@@ -33,6 +33,7 @@ from prednas.errors import PredNASError
 from prednas.evaluators.natssss_table import DATASETS, NatsSssTableEvaluator, dataset_space, load_table
 from prednas.evaluators.registry import check_space, evaluator_entry, make_evaluator
 from prednas.pipeline.config import load_config
+from prednas.search.acquisition import classes_in_window
 from prednas.search.constrained import into_window
 from prednas.spaces import get_space
 from prednas.spaces.natssss import CHANNELS, NatsSssArch, from_index, natssss_cost, parse_arch_string
@@ -201,6 +202,16 @@ def test_targets_windows_and_optima():
     assert accuracy == ev.test_column()[inside].max() and ev.queries == 0
     assert window_summary(ev, window)["architectures"] == 1567
     assert not in_window(ev.space, NatsSssArch((64,) * 5), window)
+
+
+def test_the_search_filters_the_window_once_per_space():
+    space = dataset_space("cifar100")
+    assert dataset_space("cifar100") is space and NatsSssTableEvaluator("cifar100").space is space
+    window = make_window(target_from_quantile(space, 0.5))
+    inside = classes_in_window(space, window)
+    assert [a.index for a in inside] == list(window_indices(space, window))  # the classes' order, the window's members
+    assert classes_in_window(space, make_window(target_from_quantile(space, 0.5))) is inside
+    assert len(classes_in_window(space, make_window(target_from_quantile(space, 0.25)))) == 1155
 
 
 @pytest.mark.parametrize("baseline", [random_in_window, rea_in_window])

@@ -76,8 +76,13 @@ def check_dataset(dataset: Any) -> str:
     return dataset
 
 
+@functools.cache
 def dataset_space(dataset: str) -> NatsSssSpace:
-    """The space with the dataset's class count and input size (its costs are that network's)."""
+    """The space with the dataset's class count and input size (its costs are that network's).
+
+    One instance per dataset, so what a search caches on its space (its classes, those in a
+    cost window) is computed once per process, not once per step.
+    """
     num_classes, input_size = SHAPES[check_dataset(dataset)]
     return NatsSssSpace(num_classes, input_size)
 

@@ -339,16 +339,14 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, state: Search
 
 def _pool(spec: SearchSpec, space: Any, main: Any, aux: Any, rng: np.random.Generator) -> tuple[list[Any], dict]:
     """Candidates best first: every class when enumerable within the limit, else Algorithm 1's pool."""
-    from prednas.search.acquisition import can_enumerate, enumerate_classes
+    from prednas.search.acquisition import can_enumerate, classes_in_window, enumerate_classes
     from prednas.search.constrained import ANALYTIC, SIZE_GRADIENT, ConstrainedConfig, constrained_search
     from prednas.search.gradient import CostWindow, GradientConfig, alpha_grid_search
 
     window = CostWindow(spec.cost.metric, spec.cost.target, spec.cost.window) if spec.cost else None
     analytic = window is None or window.metric in ANALYTIC
     if can_enumerate(space, spec.exhaustive_limit) and not any(spec.alphas) and analytic:
-        archs = enumerate_classes(space)
-        if window is not None:
-            archs = [a for a in archs if window.contains(space.cost(a))]
+        archs = enumerate_classes(space) if window is None else classes_in_window(space, window)
         scores = main.predict_archs(archs) if archs else np.zeros(0)
         order = np.argsort(-scores, kind="stable")
         return [archs[i] for i in order], {"pool_size": float(len(archs)), "exhaustive": 1.0}

@@ -20,7 +20,7 @@ import torch
 
 PRETRAIN_EPOCHS = 30
 
-__all__ = ["PRETRAIN_EPOCHS", "can_enumerate", "enumerate_classes", "pretrained_state"]
+__all__ = ["PRETRAIN_EPOCHS", "can_enumerate", "classes_in_window", "enumerate_classes", "pretrained_state"]
 
 
 def enumerate_classes(space: Any) -> list[Any]:
@@ -33,6 +33,17 @@ def enumerate_classes(space: Any) -> list[Any]:
         cached = list(seen.values())
         space._prednas_classes = cached
     return cached
+
+
+def classes_in_window(space: Any, window: Any) -> list[Any]:
+    """The classes of ``enumerate_classes`` whose analytic cost lies in ``window``, in that order
+    (cached per space and window: every round of a search filters the same classes)."""
+    cache = getattr(space, "_prednas_windows", None)
+    if cache is None:
+        cache = space._prednas_windows = {}
+    if window not in cache:
+        cache[window] = [a for a in enumerate_classes(space) if window.contains(space.cost(a))]
+    return cache[window]
 
 
 def can_enumerate(space: Any, limit: int) -> bool:
