@@ -76,14 +76,18 @@ def check_dataset(dataset: Any) -> str:
     return dataset
 
 
-@functools.cache
 def dataset_space(dataset: str) -> NatsSssSpace:
     """The space with the dataset's class count and input size (its costs are that network's).
 
     One instance per dataset, so what a search caches on its space (its classes, those in a
     cost window) is computed once per process, not once per step.
     """
-    num_classes, input_size = SHAPES[check_dataset(dataset)]
+    return _space(check_dataset(dataset))  # checked first: an unhashable name gets the one-line error
+
+
+@functools.cache
+def _space(dataset: str) -> NatsSssSpace:
+    num_classes, input_size = SHAPES[dataset]
     return NatsSssSpace(num_classes, input_size)
 
 
