@@ -36,7 +36,7 @@ from prednas.pipeline.config import load_config
 from prednas.search.acquisition import classes_in_window
 from prednas.search.constrained import into_window
 from prednas.spaces import get_space
-from prednas.spaces.natssss import CHANNELS, NatsSssArch, from_index, natssss_cost, parse_arch_string
+from prednas.spaces.natssss import CHANNELS, NatsSssArch, NatsSssSpace, from_index, natssss_cost, parse_arch_string
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "natssss.json").read_text())
 CONFIG = Path(__file__).parents[1] / "pipelines" / "configs" / "natssss-cifar100.yaml"
@@ -60,6 +60,15 @@ def test_analytic_cost_is_natsbench_on_every_architecture_and_dataset(space):
         costs = [natssss_cost(arch, s.input_size, s.num_classes) for s in spaces]
         lines.append(",".join([str(arch), *(str(c["macs"]) for c in costs), *(str(c["params"]) for c in costs)]))
     assert hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest() == GOLDEN["cost_sha256"]
+
+
+def test_the_space_memoises_its_costs_and_hands_out_copies():
+    space = NatsSssSpace(num_classes=100)
+    arch = parse_arch_string("8:16:32:48:64")
+    first = space.cost(arch)
+    first["flops"] = -1  # a caller's edit stays the caller's
+    assert space.cost(arch) == natssss_cost(arch, 32, 100) and len(space._costs) == 1
+    assert NatsSssSpace(num_classes=10).cost(arch) == natssss_cost(arch, 32, 10)
 
 
 @pytest.mark.parametrize("text", sorted(GOLDEN["rows"]))

@@ -145,6 +145,7 @@ class NatsSssSpace:
     def __init__(self, num_classes: int = 10, input_size: int = 32) -> None:
         self.num_classes = check_int(SPACE, "num_classes", num_classes, 1, 2**31)
         self.input_size = check_int(SPACE, "input_size", input_size, 1, 8192)
+        self._costs: dict[NatsSssArch, dict[str, int]] = {}  # at most 32,768 entries
 
     def sample(self, rng: np.random.Generator) -> NatsSssArch:
         """Every layer's channel count drawn uniformly."""
@@ -175,8 +176,15 @@ class NatsSssSpace:
         return NatsSssArch(tuple(snap(c * factor, LOW, HIGH, STEP) for c in arch.channels))
 
     def cost(self, arch: NatsSssArch) -> dict[str, float]:
-        """NATS-Bench's MACs, FLOPs (2 x MACs) and params at the space's input size and classes."""
-        return natssss_cost(arch, self.input_size, self.num_classes)
+        """NATS-Bench's MACs, FLOPs (2 x MACs) and params at the space's input size and classes.
+
+        Memoised per architecture: a constrained search asks for the same costs many times over
+        (every bisection step of ``window_starts``, every projection the window term is anchored to).
+        """
+        cost = self._costs.get(arch)
+        if cost is None:
+            cost = self._costs[arch] = natssss_cost(arch, self.input_size, self.num_classes)
+        return dict(cost)
 
     def to_dict(self, arch: NatsSssArch) -> dict[str, Any]:
         """``{"channels": [c0, c1, c2, c3, c4]}``."""
