@@ -46,6 +46,7 @@ def test_target_flops_and_repeatable_baselines(tmp_path):
         result = _invoke("natssss", "--target-flops", "1.5e8", "--window", "0.1", "--methods", "rea,random",
                          *SMALL, "--json", str(path))
         assert result.exit_code == 0, result.output
+        assert "vs rea (paired" in result.output  # without prednas, the first method is the reference
         runs.append(json.loads(path.read_text()))
     assert runs[0]["target"] == 1.5e8 and runs[0]["target_quantile"] is None and runs[0]["delta"] == 1.5e7
     assert runs[0]["results"]["rea"]["archs"] == runs[1]["results"]["rea"]["archs"]

@@ -80,14 +80,16 @@ def print_natssss(report: dict[str, Any], console: Console | None = None) -> Non
         f"({report['architectures']} architectures, optimum {report['optimum']:.2f}) | N={report['n']} "
         f"K={report['k']} | {report['repeats']} repeats | seed {report['seed']}"
     )
-    for name in ("method", "queries", "test acc (mean ± std)", "gap to optimum", "vs prednas (paired ± SE)",
+    results = report["results"]
+    # the paired column compares with prednas, or with the first method when prednas did not run
+    reference = "prednas" if "prednas" in results else next(iter(results))
+    for name in ("method", "queries", "test acc (mean ± std)", "gap to optimum", f"vs {reference} (paired ± SE)",
                  "in window", "pool", "predictor evals"):
         table.add_column(name, justify="left" if name == "method" else "right")
-    results = report["results"]
     for method, r in results.items():
         diff = ""
-        if "prednas" in results and method != "prednas" and report["repeats"] > 1:
-            d, se = paired(report, method, "prednas")
+        if method != reference and report["repeats"] > 1:
+            d, se = paired(report, method, reference)
             diff = f"{d:+.2f} ± {se:.2f}"
         stats = r.get("stats", {})
         table.add_row(
