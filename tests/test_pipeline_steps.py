@@ -180,3 +180,33 @@ def test_an_architecture_another_run_is_measuring_is_awaited_not_remeasured(
     triplets, metrics = steps.evaluate(context, shard)
     assert triplets[0] == other and metrics["reused"] == 1 and metrics["evaluated"] == 2
     assert str(busy) not in calls and str(abandoned) in calls
+
+
+def test_an_architecture_stored_and_released_just_before_the_claim_is_reused(
+        tmp_path: Path, tracking: str, calls: list[str], claiming_evaluator: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from prednas.pipeline.context import stage
+    from prednas.spaces import arch_id
+    from prednas.store import Triplet, open_store
+
+    spec = small_spec(tmp_path, "n=3", "shards=1", f"evaluator.name={claiming_evaluator}", tracking_uri=tracking)
+    preflight(spec)
+    context, (shard,) = steps.sample(spec, run_key="late-claim")
+    st = stage(spec, "sample")
+    store = open_store(spec.store_uri)
+    first = st.space.from_dict(steps.exchange.parse_shard(shard)[2][0])
+    other = Triplet.create(st.space, first, st.config, st.evaluator.evaluate(st.space, first), stage="sample",
+                           run_id="other-run")
+    original = type(store).claim
+
+    def finished_meanwhile(self, space, config_hash, ident, owner, **kwargs):
+        if ident == arch_id(st.space, first) and not self.get(space, config_hash, ident):
+            self.put(other)  # the other run stores its trial and lets go of its lease right now
+        return original(self, space, config_hash, ident, owner, **kwargs)
+
+    monkeypatch.setattr(type(store), "claim", finished_meanwhile)
+    calls.clear()
+    triplets, metrics = steps.evaluate(context, shard)
+    assert triplets[0] == other and metrics["reused"] == 1 and metrics["evaluated"] == 2
+    assert str(first) not in calls and len(store.get(spec.space, st.hash, arch_id(st.space, first))) == 1
+    assert store.claim(spec.space, st.hash, arch_id(st.space, first), "third-run", ttl_s=2.0)  # ours was let go

@@ -207,8 +207,14 @@ def _stored_or_claimed(store: Any, st: Stage, data: dict[str, Any], context: Sea
         if trials:
             own = [t for t in trials if t.run_id == context.parent_run_id]
             return (own or trials)[0]
-        if ttl <= 0 or store.claim(st.space.name, st.hash, ident, context.parent_run_id, ttl_s=ttl):
+        if ttl <= 0:
             return None
+        if store.claim(st.space.name, st.hash, ident, context.parent_run_id, ttl_s=ttl):
+            if not store.get(st.space.name, st.hash, ident):
+                return None
+            # the holder stored it and let go between the look above and the claim: reuse it
+            store.release(st.space.name, st.hash, ident, context.parent_run_id)
+            continue
         if time.time() > deadline:  # the other run's lease is as old as its ttl: measure it here too
             return None
         time.sleep(min(10.0, ttl / 20))
