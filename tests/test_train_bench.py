@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from prednas.bench.training import REGNETX_200MF, detection_overfit, resume, sample_archs
+from prednas.bench.training import REGNETX_200MF, detection_overfit, resume, sample_archs, shard_concurrency
 from prednas.spaces.anynet import AnyNetSpace, make_arch
 from prednas.train.classification import ClassificationRecipe
 from prednas.train.detection import DetectionRecipe
@@ -100,4 +100,28 @@ def test_training_throughput_refuses_bad_options(args: list[str], message: str) 
     from prednas.cli import main
 
     result = CliRunner().invoke(main, ["bench", "training-throughput", *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_shard_trained_concurrently_measures_what_it_measures_in_sequence(npz: str) -> None:
+    report = shard_concurrency(npz, archs=3, concurrency=(1, 2), device="cpu", epochs=1, fraction=1.0, batch_size=8,
+                               max_macs=100e6)
+    assert [(r["concurrency"], r["workers"]) for r in report["rows"]] == [(1, 1), (2, 2)]
+    sequential, concurrent = report["rows"]
+    assert sequential["speedup"] == 1.0 and concurrent["speedup"] == pytest.approx(
+        sequential["wall_s"] / concurrent["wall_s"])
+    assert concurrent["top1"] == sequential["top1"] and concurrent["max_top1_diff"] == 0.0  # one thread each
+    assert sequential["resumed"] == concurrent["resumed"] == 0  # a fresh checkpoint folder per level
+    assert report["resolution"] == 32 and len(report["macs"]) == 3 and report["train_images"] == 40
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--concurrency", "1,0"], "concurrency levels must be integers >= 1, got [1, 0]"),
+    (["--concurrency", "1,two"], "--concurrency must be comma-separated integers, got '1,two'"),
+    (["--archs", "0"], "archs must be >= 1, got 0"),
+])
+def test_shard_concurrency_refuses_bad_options(args: list[str], message: str) -> None:
+    from prednas.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "shard-concurrency", "--device", "cpu", *args])
     assert result.exit_code == 2 and message in result.output

@@ -10,6 +10,9 @@
   epoch ``kill_after`` and rerun from its checkpoint.
 - ``detection_overfit``: a small YOLOX-space detector trained and evaluated on the same
   few COCO images until AP50 reaches a target, within a bounded number of iterations.
+- ``shard_concurrency``: one evaluate step's shard of seeded random AnyNets trained by the
+  product's evaluator (``evaluate_many``, checkpoints on) one after the other and then
+  ``concurrency`` at a time, with the wall time of each and whether the results agree.
 (Training throughput, the model step against the loop, is ``prednas.bench.throughput``.)
 Each returns a JSON-ready dict; the ``print_*`` functions render them.
 """
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from prednas.errors import PredNASError
 from prednas.train.checkpoint import Checkpointer
 from prednas.train.classification import ClassificationRecipe, TrainResult, train_classifier
 from prednas.train.data import ClassificationData, DataSpec, load_classification_data
@@ -145,6 +149,58 @@ def resume(data_path: str, recipe: ClassificationRecipe, *, kill_after: int = 2,
             "resumed_from": rerun.resumed_from, "rerun_top1": rerun.top1, "rerun_s": rerun.wall_s,
             "same_history": [h["loss"] for h in straight.history] == [h["loss"] for h in rerun.history],
             "fraction": fraction, "recipe": asdict(recipe), "threads": torch.get_num_threads()}
+
+
+def shard_concurrency(data_path: str, *, archs: int = 8, concurrency: tuple[int, ...] = (1, 2), device: str = "auto",
+                      epochs: int = 1, fraction: float = 0.2, batch_size: int = 128, seed: int = 0,
+                      max_macs: float = 400e6, progress: Any = None) -> dict[str, Any]:
+    """Wall time of a shard of ``archs`` AnyNets measured ``c`` at a time, for each ``c`` in ``concurrency``.
+
+    Every level trains the same seeded architectures with the same evaluator config through
+    ``evaluate_many``, as an evaluate step does, with a fresh checkpoint folder (so nothing
+    resumes) and latency off (it is measured afterwards, one network at a time, whatever
+    the concurrency). ``speedup`` is the first level's wall time over this one's; ``max_top1_diff``
+    the largest top-1 difference from the first level, architecture by architecture (zero on
+    CPU when every training gets the same number of threads).
+    """
+    from prednas.evaluators.registry import make_evaluator
+    from prednas.evaluators.training import evaluate_many
+
+    if not concurrency or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in concurrency):
+        raise PredNASError(f"concurrency levels must be integers >= 1, got {list(concurrency)!r}")
+    if archs < 1:
+        raise PredNASError(f"archs must be >= 1, got {archs}")
+    drawn = sample_archs(archs, seed, max_macs)
+    config = {"name": "classification", "data": {"source": "npz", "path": data_path, "fraction": fraction},
+              "recipe": {"epochs": epochs, "batch_size": batch_size, "seed": seed}, "device": device,
+              "latency": False}
+    rows: list[dict[str, Any]] = []
+    for level in concurrency:
+        evaluator = make_evaluator({**config, "concurrency": level})
+        space = evaluator.space
+        parsed = [space.from_dict(a) for a in drawn]
+        with tempfile.TemporaryDirectory() as folder:
+            evaluator.attach(checkpoint_dir=folder)
+            start = time.perf_counter()
+            results = evaluate_many(evaluator, space, parsed)
+            wall = time.perf_counter() - start
+        top1 = [r.accuracy for r in results]
+        row = {"concurrency": level, "workers": min(level, archs), "wall_s": wall, "top1": top1,
+               "resumed": sum(int(r.report["resumed_from"]) for r in results)}
+        if rows:
+            row["speedup"] = rows[0]["wall_s"] / wall
+            row["max_top1_diff"] = max(abs(a - b) for a, b in zip(top1, rows[0]["top1"], strict=True))
+        else:
+            row["speedup"], row["max_top1_diff"] = 1.0, 0.0
+        rows.append(row)
+        if progress is not None:
+            progress(row)
+    runtime = evaluator.runtime
+    return {"archs": drawn, "rows": rows, "epochs": epochs, "fraction": fraction, "batch_size": batch_size,
+            "seed": seed, "max_macs": max_macs, "resolution": space.input_size,
+            "macs": [space.cost(a)["macs"] for a in parsed], "train_images": len(evaluator.data.train),
+            "device": runtime.torch_device().type, "precision": runtime.precision, "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
 
 
 class _Reached(Exception):

@@ -1,4 +1,5 @@
-"""``prednas bench classifier | proxy-fidelity | resume | detection-overfit | training-throughput``."""
+"""The proxy-training benchmarks: ``prednas bench classifier | proxy-fidelity | resume | detection-overfit |
+training-throughput | shard-concurrency``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ COCO_MINI = "../shared/data/coco_mini"
 
 def register(main: click.Group, bench: click.Group) -> None:
     """Add the proxy-training benchmarks."""
-    for command in (bench_classifier, bench_fidelity, bench_resume, bench_overfit, bench_throughput):
+    for command in (bench_classifier, bench_fidelity, bench_resume, bench_overfit, bench_throughput,
+                    bench_shard):
         bench.add_command(command)
 
 
@@ -233,6 +235,43 @@ def bench_throughput(data: str, coco: str, device: str, workloads: str | None, p
         precision = row["precision"] if row["precision"] == row["autocast"] else f"{row['precision']}={row['autocast']}"
         click.echo(f"{row['workload']:<15} {precision:<11} {row['batch']:>5} {row['step_images_per_s']:>11.1f} "
                    f"{row['loop_images_per_s']:>11.1f} {row['ratio']:>9.2f}")
+    _write(json_path, r)
+
+
+@click.command("shard-concurrency")
+@_common
+@click.option("--archs", type=int, default=8, show_default=True, help="Architectures in the shard.")
+@click.option("--concurrency", "levels", default="1,2", show_default=True,
+              help="Comma-separated evaluator.concurrency values; the first is the baseline.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--fraction", type=float, default=0.2, show_default=True, help="Share of the training images.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--max-mmacs", type=float, default=400.0, show_default=True, help="MACs cap at 224 px, millions.")
+def bench_shard(data: str, seed: int, threads: int | None, json_path: Path | None, archs: int, levels: str,
+                device: str, epochs: int, fraction: float, batch_size: int, max_mmacs: float) -> None:
+    """Wall time of one evaluate step's shard trained one at a time against several at once."""
+    from prednas.bench.training import shard_concurrency
+
+    try:
+        concurrency = tuple(int(p) for p in _names(levels) or ())
+    except ValueError:
+        raise PredNASError(f"--concurrency must be comma-separated integers, got {levels!r}") from None
+    _threads(threads)
+
+    def progress(row: dict[str, Any]) -> None:
+        click.echo(f"concurrency {row['concurrency']}: {row['wall_s']:.1f} s", err=True)
+
+    r = shard_concurrency(data, archs=archs, concurrency=concurrency, device=device, epochs=epochs, fraction=fraction,
+                          batch_size=batch_size, seed=seed, max_macs=max_mmacs * 1e6, progress=progress)
+    macs = ", ".join(f"{m / 1e6:.1f}" for m in r["macs"])
+    click.echo(f"{r['device']} | torch {r['torch']} | {r['threads']} threads | {archs} AnyNets at {r['resolution']} px "
+               f"({macs} MMACs) | {r['epochs']} epoch(s) on {r['train_images']} images, batch {r['batch_size']} | "
+               f"seed {seed}")
+    click.echo(f"{'concurrency':>11} {'wall s':>8} {'speed-up':>8} {'max top-1 diff':>14}")
+    for row in r["rows"]:
+        click.echo(f"{row['concurrency']:>11} {row['wall_s']:>8.1f} {row['speedup']:>8.2f} "
+                   f"{row['max_top1_diff']:>14.3f}")
     _write(json_path, r)
 
 
