@@ -13,6 +13,7 @@ from prednas.evaluators.base import Evaluation, Evaluator, config_hash
 from prednas.evaluators.registry import evaluator_entry, make_evaluator
 from prednas.spaces import get_space
 from prednas.spaces.anynet import make_arch
+from prednas.train.checkpoint import decode
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_mini"
 TINY_ANYNET = make_arch([1, 1, 1, 1], [8, 8, 16, 16], [1.0] * 4, [1, 1, 2, 2])
@@ -77,6 +78,29 @@ def test_config_holds_what_changes_the_numbers(npz: str) -> None:
     assert config_hash(make_evaluator(on_gpu).config()) == config_hash(base)
 
 
+@pytest.mark.slow
+def test_a_compiled_run_checkpoints_plain_weights_under_its_own_config(npz: str, tmp_path: Path) -> None:
+    space = get_space("anynet")
+    eager = make_evaluator(classification_config(npz, epochs=1)).evaluate(space, TINY_ANYNET)
+    evaluator = make_evaluator({**classification_config(npz, epochs=1), "compile": True})
+    assert evaluator.config()["compile"] is True
+    assert "compile" not in make_evaluator(classification_config(npz)).config()  # the hashes of eager runs stay
+    compiled = evaluator.attach(checkpoint_dir=tmp_path).evaluate(space, TINY_ANYNET)
+    assert compiled.report["train_loss"] == pytest.approx(eager.report["train_loss"], rel=1e-3)
+    (checkpoint,) = tmp_path.rglob("*.pt")
+    assert checkpoint.parent.name == config_hash(evaluator.config()) != config_hash(make_evaluator(
+        classification_config(npz, epochs=1)).config())
+    weights = decode(checkpoint.read_bytes(), str(checkpoint))["state"]["model"]
+    assert weights and not any(key.startswith("_orig_mod") for key in weights)  # the module's own names
+
+
+def test_compile_without_a_compiler_is_refused_before_training(npz: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(PredNASError, match="compile=true needs a C\\+\\+ compiler on PATH"):
+        make_evaluator({**classification_config(npz), "compile": True})
+
+
 def test_a_step_given_an_accelerator_trains_on_cuda_only_where_cuda_is(npz: str, caplog) -> None:
     from prednas.pipeline.context import build_evaluator
 
@@ -104,6 +128,9 @@ def test_space_has_the_data_classes_and_the_training_resolution(npz: str) -> Non
      "unknown classification recipe key 'epoch'"),
     ({"name": "classification", "data": {"path": "x"}}, "'source' and 'path'"),
     ({"name": "classification", "data": {"source": "npz", "path": "x"}, "signal": "top3"}, "signal"),
+    ({"name": "classification", "data": {"source": "npz", "path": "x"}, "compile": "yes"},
+     "compile='yes' is not a boolean; expected true or false"),
+    ({"name": "detection", "data": {"train_images": "x"}, "compile": True}, "unknown option 'compile'"),
     ({"name": "detection", "data": {"train_images": "x"}}, "lacks 'train_annotations'"),
     ({"name": "detection", "data": {"root": "r", "train_annotations": "a", "train_images": "i",
                                     "val_annotations": "v"}, "recipe": {"input_size": 33}}, "multiple of 32"),

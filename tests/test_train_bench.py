@@ -88,6 +88,7 @@ def test_training_throughput_rows(npz: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert [(r["workload"], r["precision"]) for r in report["rows"]] == [(w, "fp32") for w in workloads]
     for row in report["rows"]:
         assert row["step_images_per_s"] > 0 and row["loop_images_per_s"] > 0
+        assert row["compile"] is False and row["warmup_s"] > 0
         assert row["ratio"] == pytest.approx(row["loop_images_per_s"] / row["step_images_per_s"])
 
 

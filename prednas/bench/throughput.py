@@ -15,6 +15,11 @@ what data handling, augmentation and label assignment cost the run.
 Workloads (data, not code): the RegNetX-200MF-shaped AnyNet on cifar10_mini at 32 px
 and (resized on the device) at 224 px, YOLOX-S at 640 px and YOLOX-Tiny at 416 px on
 coco_mini. Batch sizes differ by device so that a CPU run takes minutes, not hours.
+
+``compile`` runs the classifier workloads' forward through ``torch.compile`` in both the
+step and the loop (the detectors stay eager: their multi-scale inputs would recompile).
+Each row's ``warmup_s`` is the model step's untimed first steps, which then hold the
+compilation (the loop's model, of the same shapes, reuses the compiled code).
 """
 
 from __future__ import annotations
@@ -47,21 +52,25 @@ def _check(names: tuple[str, ...], known: Any, what: str) -> None:
 
 
 def step_rate(run: Any, batch: torch.Tensor, loss_of: Any, *, iterations: int, repeats: int,
-              warmup: int = WARMUP_STEPS) -> float:
-    """Images per second of ``run.step`` on a device-resident ``batch``: the fastest of ``repeats`` timed blocks."""
+              warmup: int = WARMUP_STEPS, forward: Any = None) -> tuple[float, float]:
+    """Images per second of ``run.step`` on a device-resident ``batch`` (the fastest of ``repeats`` timed
+    blocks), and the seconds its ``warmup`` untimed steps took."""
+    forward = run.model if forward is None else forward
     run.model.train()
-    best = 0.0
+    best = warmup_s = 0.0
     for block in range(-1, repeats):
         synchronize(run.device)
         start = time.perf_counter()
         for _ in range(warmup if block < 0 else iterations):
             with autocast(run.device, run.amp):
-                outputs = run.model(batch)
+                outputs = forward(batch)
             run.step(loss_of(outputs))
         synchronize(run.device)
         if block >= 0:
             best = max(best, iterations * len(batch) / (time.perf_counter() - start))
-    return best
+        else:
+            warmup_s = time.perf_counter() - start
+    return best, warmup_s
 
 
 def loop_rate(history: list[dict[str, float]]) -> float:
@@ -80,8 +89,8 @@ def _synthetic(runtime: Runtime, model: nn.Module, batch: int, size: int) -> tup
 
 
 def classifier_rates(data: Any, runtime: Runtime, *, size: int, batch: int, iterations: int,
-                     repeats: int) -> tuple[float, float]:
-    """Model-step and loop images/s of the RegNetX-200MF-shaped AnyNet at ``size`` px."""
+                     repeats: int) -> tuple[float, float, float]:
+    """Model-step and loop images/s of the RegNetX-200MF-shaped AnyNet at ``size`` px; the step's warm-up (s)."""
     from prednas.bench.training import REGNETX_200MF, anynet_model
     from prednas.train.classification import ClassificationRecipe, train_classifier, training_state
     from prednas.train.data import ArraySplit, ClassificationData
@@ -92,7 +101,9 @@ def classifier_rates(data: Any, runtime: Runtime, *, size: int, batch: int, iter
     labels = torch.randint(0, data.num_classes, (batch,), device=device)
     run = training_state(model, recipe, iterations, torch.Generator(), device, amp)
     criterion = nn.CrossEntropyLoss()
-    step = step_rate(run, x, lambda logits: criterion(logits, labels), iterations=iterations, repeats=repeats)
+    forward = torch.compile(model) if runtime.compile else model
+    step, warmup_s = step_rate(run, x, lambda logits: criterion(logits, labels), iterations=iterations,
+                               repeats=repeats, forward=forward)
 
     images = batch * iterations
     if images > len(data.train):
@@ -102,12 +113,13 @@ def classifier_rates(data: Any, runtime: Runtime, *, size: int, batch: int, iter
     val = ArraySplit(data.val.images[:batch], data.val.labels[:batch])
     subset = ClassificationData(train, val, data.classes, data.mean, data.std)
     _, model = anynet_model(REGNETX_200MF, data.num_classes, recipe.seed)
-    return step, loop_rate(train_classifier(model, subset, recipe, runtime).history)
+    return step, loop_rate(train_classifier(model, subset, recipe, runtime).history), warmup_s
 
 
 def detector_rates(splits: Any, runtime: Runtime, *, preset: str, size: int, batch: int, iterations: int,
-                   repeats: int) -> tuple[float, float]:
-    """Model-step and loop images/s of a YOLOX preset at ``size`` px (the default recipe, mosaic on)."""
+                   repeats: int) -> tuple[float, float, float]:
+    """Model-step and loop images/s of a YOLOX preset at ``size`` px (the default recipe, mosaic on); the step's
+    warm-up (s)."""
     from prednas.spaces.yolox import build
     from prednas.spaces.yolox import preset as arch_of
     from prednas.train.detection import DetectionRecipe, train_detector, training_state
@@ -121,16 +133,16 @@ def detector_rates(splits: Any, runtime: Runtime, *, preset: str, size: int, bat
     model = build_seeded(lambda: build(arch_of(preset), train.num_classes), recipe.seed)
     (device, amp), x = _synthetic(runtime, model, batch, size)
     run = training_state(model, recipe, iterations, torch.Generator(), device, amp)
-    step = step_rate(run, x, lambda outputs: sum(o.float().mean() for o in outputs), iterations=iterations,
-                     repeats=repeats)
+    step, warmup_s = step_rate(run, x, lambda outputs: sum(o.float().mean() for o in outputs),
+                               iterations=iterations, repeats=repeats)
 
     model = build_seeded(lambda: build(arch_of(preset), train.num_classes), recipe.seed)
-    return step, loop_rate(train_detector(model, train, val, recipe, runtime).history)
+    return step, loop_rate(train_detector(model, train, val, recipe, runtime).history), warmup_s
 
 
 def throughput(data_path: str, coco_root: str, device: str = "auto", *, workloads: tuple[str, ...] | None = None,
                precisions: tuple[str, ...] | None = None, iterations: int | None = None,
-               batch_size: int | None = None, repeats: int = 3) -> dict[str, Any]:
+               batch_size: int | None = None, repeats: int = 3, compile: bool = False) -> dict[str, Any]:
     """Per workload and precision: model-step and loop images/s and their ratio (``rows``)."""
     from prednas.train.data import DataSpec, load_classification_data
 
@@ -153,16 +165,17 @@ def throughput(data_path: str, coco_root: str, device: str = "auto", *, workload
         work = WORKLOADS[name]
         batch = batch_size or work["batch"].get(kind, work["batch"]["cpu"])
         for precision in precisions:
-            runtime = Runtime(device=device, precision=precision)
+            compiled = compile and work["kind"] == "classifier"
+            runtime = Runtime(device=device, precision=precision, compile=compiled)
+            sizes = {"size": work["size"], "batch": batch, "iterations": iterations, "repeats": repeats}
             if work["kind"] == "classifier":
-                step, loop = classifier_rates(data, runtime, size=work["size"], batch=batch, iterations=iterations,
-                                              repeats=repeats)
+                step, loop, warmup_s = classifier_rates(data, runtime, **sizes)
             else:
-                step, loop = detector_rates(splits, runtime, preset=work["preset"], size=work["size"], batch=batch,
-                                            iterations=iterations, repeats=repeats)
+                step, loop, warmup_s = detector_rates(splits, runtime, preset=work["preset"], **sizes)
             resolved = runtime.describe(runtime.torch_device())["precision"]
             rows.append({"workload": name, "precision": precision, "autocast": resolved, "batch": batch,
-                         "step_images_per_s": step, "loop_images_per_s": loop, "ratio": loop / step})
+                         "compile": compiled, "step_images_per_s": step, "loop_images_per_s": loop,
+                         "ratio": loop / step, "warmup_s": warmup_s})
     name = torch.cuda.get_device_name() if kind == "cuda" else "cpu"
     return {"device": name, "rows": rows, "iterations": iterations, "repeats": repeats,
             "threads": torch.get_num_threads(), "torch": torch.__version__}

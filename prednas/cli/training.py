@@ -75,10 +75,11 @@ def _common(command: Any) -> Any:
 @click.option("--fraction", type=float, default=1.0, show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random crop and flip.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the training forward (evaluator.compile).")
 def bench_classifier(data: str, seed: int, threads: int | None, json_path: Path | None, epochs: int,
                      batch_size: int, lr: float, warmup: float, warmup_factor: float, label_smoothing: float,
                      weight_decay: float, resolution: int | None, fraction: float, augment: bool,
-                     device: str) -> None:
+                     device: str, compile_: bool) -> None:
     """RegNetX-200MF-shaped AnyNet trained on an .npz dataset: epoch time, images/s, top-1."""
     from rich.console import Console
 
@@ -89,12 +90,13 @@ def bench_classifier(data: str, seed: int, threads: int | None, json_path: Path 
     recipe = _recipe(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup, warmup_factor=warmup_factor,
                      label_smoothing=label_smoothing, weight_decay=weight_decay, resolution=resolution, seed=seed,
                      augment=augment)
-    report = classifier(data, recipe, Runtime(device=device), fraction=fraction, on_epoch=_epoch_line)
+    report = classifier(data, recipe, Runtime(device=device, compile=compile_), fraction=fraction,
+                        on_epoch=_epoch_line)
     console = Console()
     console.print(f"RegNetX-200MF-shaped AnyNet {report['arch']['widths']} | {report['params']:,} params | "
                   f"{report['macs'] / 1e6:.1f} MMACs at {report['resolution']} px")
     console.print(f"{report['train_images']} train / {report['val_images']} test images | {recipe.epochs} epochs | "
-                  f"seed {seed} | {report['device']} | {report['threads']} threads")
+                  f"seed {seed} | {report['device']}{' compiled' if compile_ else ''} | {report['threads']} threads")
     console.print(f"top-1 {report['top1']:.2f} %   top-5 {report['top5']:.2f} %   epoch {report['epoch_s']:.1f} s   "
                   f"{report['images_per_s']:.0f} images/s   wall {report['wall_s']:.0f} s")
     _write(json_path, report)
@@ -216,25 +218,27 @@ def bench_overfit(coco: str, images: int, size: int, max_epochs: int, eval_every
 @click.option("--iterations", type=int, default=None, help="Steps per timed block (default: 20 on CUDA, 3 on CPU).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed blocks (loop: epochs); the best counts.")
 @click.option("--batch-size", type=int, default=None, help="One batch size for every workload (default: per workload).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the classifier workloads' forward.")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_throughput(data: str, coco: str, device: str, workloads: str | None, precisions: str | None,
-                     iterations: int | None, repeats: int, batch_size: int | None, threads: int | None,
+                     iterations: int | None, repeats: int, batch_size: int | None, compile_: bool, threads: int | None,
                      json_path: Path | None) -> None:
     """Per workload and precision: the model step alone vs the product's training loop, images/s and ratio."""
     from prednas.bench.throughput import throughput
 
     _threads(threads)
     r = throughput(data, coco, device, workloads=_names(workloads), precisions=_names(precisions),
-                   iterations=iterations, batch_size=batch_size, repeats=repeats)
+                   iterations=iterations, batch_size=batch_size, repeats=repeats, compile=compile_)
     click.echo(f"{r['device']} | torch {r['torch']} | {r['threads']} threads | {r['iterations']} iterations x "
                f"{r['repeats']} repeats, best counts")
-    click.echo(f"{'workload':<15} {'precision':<11} {'batch':>5} {'step img/s':>11} {'loop img/s':>11} "
-               f"{'loop/step':>9}")
+    click.echo(f"{'workload':<15} {'precision':<11} {'compiled':>8} {'batch':>5} {'step img/s':>11} "
+               f"{'loop img/s':>11} {'loop/step':>9} {'warm-up s':>9}")
     for row in r["rows"]:
         precision = row["precision"] if row["precision"] == row["autocast"] else f"{row['precision']}={row['autocast']}"
-        click.echo(f"{row['workload']:<15} {precision:<11} {row['batch']:>5} {row['step_images_per_s']:>11.1f} "
-                   f"{row['loop_images_per_s']:>11.1f} {row['ratio']:>9.2f}")
+        click.echo(f"{row['workload']:<15} {precision:<11} {'yes' if row['compile'] else 'no':>8} {row['batch']:>5} "
+                   f"{row['step_images_per_s']:>11.1f} {row['loop_images_per_s']:>11.1f} {row['ratio']:>9.2f} "
+                   f"{row['warmup_s']:>9.1f}")
     _write(json_path, r)
 
 

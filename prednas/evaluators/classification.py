@@ -50,12 +50,13 @@ class ClassificationEvaluator(CheckpointingMixin):
 
     def __init__(self, data: dict[str, Any] | DataSpec, recipe: dict[str, Any] | ClassificationRecipe | None = None,
                  device: str = "auto", precision: str = "auto", workers: int | None = None, latency: bool = True,
-                 cost_input_size: int | None = None, signal: str = "top1", concurrency: int = 1) -> None:
+                 cost_input_size: int | None = None, signal: str = "top1", concurrency: int = 1,
+                 compile: bool = False) -> None:
         self.data_spec = data_spec(data)
         if not isinstance(recipe, ClassificationRecipe):
             recipe = ClassificationRecipe.from_dict(recipe or {})
         self.recipe = recipe
-        self.runtime = runtime_from(device, precision, workers)
+        self.runtime = runtime_from(device, precision, workers, compile)
         if signal not in SIGNALS:
             raise PredNASError(f"unknown classification signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
         self.latency, self.signal, self.cost_input_size = latency, signal, cost_input_size
@@ -63,9 +64,11 @@ class ClassificationEvaluator(CheckpointingMixin):
         self._data: ClassificationData | None = None
 
     def config(self) -> dict[str, Any]:
-        """Data, recipe, signal, requested precision and cost input size (not the device: see the module)."""
+        """Data, recipe, signal, requested precision, cost input size and compile when on (not the device: see the
+        module); compiled kernels round differently, so a compiled run is another config."""
         return {"evaluator": self.name, "data": self.data_spec.config(), "recipe": asdict(self.recipe),
-                "signal": self.signal, "precision": self.runtime.precision, "cost_input_size": self.cost_input_size}
+                "signal": self.signal, "precision": self.runtime.precision, "cost_input_size": self.cost_input_size,
+                **({"compile": True} if self.runtime.compile else {})}
 
     def check(self) -> None:
         """Check the data without loading it (the path exists and its first records parse)."""

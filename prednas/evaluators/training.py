@@ -46,9 +46,9 @@ def build_network(space: Any, arch: Any, num_classes: int, seed: int) -> nn.Modu
     return build_seeded(lambda: factory(arch, num_classes), seed)
 
 
-def runtime_from(device: str, precision: str, workers: int | None) -> Runtime:
+def runtime_from(device: str, precision: str, workers: int | None, compile: bool = False) -> Runtime:
     """A ``Runtime`` from evaluator options."""
-    return Runtime(device=device, precision=precision, workers=workers)
+    return Runtime(device=device, precision=precision, workers=workers, compile=compile)
 
 
 def network_latency(model: nn.Module, size: int, runtime: Runtime, repeats: int = 10) -> float:

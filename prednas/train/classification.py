@@ -125,8 +125,9 @@ class TrainResult:
 
 
 def _train_epoch(run: TrainState, batches: Any, epoch: int, amp: torch.dtype | None, channels_last: bool,
-                 criterion: nn.Module) -> dict[str, float]:
+                 criterion: nn.Module, forward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, float]:
     model, device = run.model, run.device
+    forward = model if forward is None else forward
     model.train()
     total_loss = torch.zeros((), device=device)
     seen, skipped, start = 0, [], time.perf_counter()
@@ -135,7 +136,7 @@ def _train_epoch(run: TrainState, batches: Any, epoch: int, amp: torch.dtype | N
         if len(batch.labels):
             x = batch.images.contiguous(memory_format=torch.channels_last) if channels_last else batch.images
             with autocast(device, amp):
-                loss = criterion(model(x), batch.labels)
+                loss = criterion(forward(x), batch.labels)
             run.step(loss)
             total_loss += loss.detach().float() * len(batch.labels)
             seen += len(batch.labels)
@@ -200,6 +201,7 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
         return TrainResult(**loaded[1]["result"], resumed_from=start, wall_s=time.perf_counter() - started,
                            train_s=0.0, images=0, history=list(loaded[1]["history"]))
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    forward = torch.compile(model) if runtime.compile else model  # shares the parameters; checkpoints stay plain
 
     def finish(epoch: int, stats: dict[str, float]) -> dict[str, Any] | None:
         if epoch + 1 < recipe.epochs:
@@ -213,7 +215,7 @@ def train_classifier(model: nn.Module, data: ClassificationData, recipe: Classif
 
     result = run_epochs(run, epochs=recipe.epochs, seed=recipe.seed, loaded=loaded, finish=finish,
                         train_epoch=lambda epoch: _train_epoch(run, train_batches, epoch, amp, channels_last,
-                                                               criterion),
+                                                               criterion, forward),
                         checkpointer=checkpointer, on_epoch=on_epoch)
     trained = run.history[start:]
     return TrainResult(**result, resumed_from=start, wall_s=time.perf_counter() - started,

@@ -6,13 +6,17 @@ the GPU supports it (no gradient scaler: bfloat16 has float32's range) and float
 autocast with a gradient scaler only where it does not, channels-last tensors, pinned
 host memory and cuDNN's autotuner; "fp32" there keeps PyTorch's default of TF32
 convolutions. A float16 run steps a fused SGD, which reads the scaler's inf check on the
-device, so no precision makes the training loop wait for the host.
+device, so no precision makes the training loop wait for the host. ``compile`` runs the
+classifier's training forward through ``torch.compile``: faster steps after a compilation
+that takes about a minute per architecture on a CPU, so it pays only for long trainings
+(off by default; see ``prednas bench training-throughput --compile``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,12 +38,19 @@ class Runtime:
     precision: str = "auto"
     channels_last: bool | None = None
     workers: int | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise PredNASError(f"unknown precision {self.precision!r}; expected one of: {', '.join(PRECISIONS)}")
         if self.workers is not None and self.workers < 0:
             raise PredNASError(f"workers must be >= 0, got {self.workers}")
+        if not isinstance(self.compile, bool):
+            raise PredNASError(f"compile={self.compile!r} is not a boolean; expected true or false")
+        if self.compile and not any(shutil.which(name) for name in (os.environ.get("CXX"), "g++", "c++", "clang++")
+                                    if name):
+            raise PredNASError("compile=true needs a C++ compiler on PATH (torch.compile builds its kernels), "
+                               "found none; install g++ in the image or set compile: false")
 
     def torch_device(self) -> torch.device:
         """The device to train on (``auto``: the first CUDA device when there is one)."""
