@@ -8,7 +8,8 @@ from prednas.components.image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def sample(space: str, evaluator: dict, topk_evaluator: dict, final_m: int, final_evaluator: dict, n: int, k: int,
-           seed: int, exhaustive_limit: int, pretrain: int, predictor: dict,
+           seed: int, exhaustive_limit: int, pretrain: int, refine: int,
+           predictor: dict,
            gradient: dict, alphas: list, cost_metric: str, cost_target: float, cost_window: float,
            cost_sample_in_window: bool, shards: int,
            tracking_uri: str, experiment: str, store_uri: str, run_name: str, accelerator: str,
@@ -28,7 +29,7 @@ def sample(space: str, evaluator: dict, topk_evaluator: dict, final_m: int, fina
     spec = SearchSpec.from_arguments(dict(
         space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, final_m=final_m,
         final_evaluator=final_evaluator, n=n, k=k, seed=seed, exhaustive_limit=exhaustive_limit, pretrain=pretrain,
-        predictor=predictor,
+        refine=refine, predictor=predictor,
         gradient=gradient, alphas=alphas, cost_metric=cost_metric, cost_target=cost_target, cost_window=cost_window,
         cost_sample_in_window=cost_sample_in_window,
         shards=shards, tracking_uri=tracking_uri, experiment=experiment, store_uri=store_uri, run_name=run_name,

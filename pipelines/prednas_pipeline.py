@@ -99,7 +99,7 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
     def prednas(space: str = "nb201", evaluator: dict = EVALUATOR, topk_evaluator: dict = {},  # noqa: B006 - KFP defaults
                 final_m: int = 0, final_evaluator: dict = {}, n: int = 30,  # noqa: B006
                 k: int = 40, seed: int = 0, exhaustive_limit: int = 100_000, pretrain: int = 20_000,
-                predictor: dict = PREDICTOR,
+                refine: int = 0, predictor: dict = PREDICTOR,
                 gradient: dict = GRADIENT, alphas: list = [0.0], cost_metric: str = "",  # noqa: B006
                 cost_target: float = 0.0, cost_window: float = 0.0, cost_sample_in_window: bool = True,
                 shards: int = 2,
@@ -113,9 +113,9 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
             drawn = _step(sample(
                 space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, final_m=final_m,
                 final_evaluator=final_evaluator, n=n, k=k, seed=seed, exhaustive_limit=exhaustive_limit,
-                pretrain=pretrain, predictor=predictor, gradient=gradient, alphas=alphas, cost_metric=cost_metric,
-                cost_target=cost_target, cost_window=cost_window, cost_sample_in_window=cost_sample_in_window,
-                shards=shards, tracking_uri=tracking_uri,
+                pretrain=pretrain, refine=refine, predictor=predictor, gradient=gradient, alphas=alphas,
+                cost_metric=cost_metric, cost_target=cost_target, cost_window=cost_window,
+                cost_sample_in_window=cost_sample_in_window, shards=shards, tracking_uri=tracking_uri,
                 experiment=experiment, store_uri=store_uri, run_name=run_name, accelerator=accelerator,
                 accelerator_count=accelerator_count, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ), "sample N", *pod)

@@ -144,3 +144,26 @@ def test_size_space_commands_know_natssss():
     assert json.loads(result.output) == {k: int(expected[k]) for k in ("macs", "flops", "params")}
     result = CliRunner().invoke(main, ["presets", "--space", "natssss"])
     assert result.exit_code == 2 and "--space natssss has no presets" in result.stderr
+
+
+def test_refine_spends_the_last_round_next_to_the_best_measured(monkeypatch):
+    """``refine``: the last round's first proposals differ from the best measured architecture in one layer."""
+    from prednas.bench.runner import run_pipeline
+    from prednas.pipeline import report, steps
+
+    seen = []
+    search = steps.search
+
+    def watch(context, main, aux, state, rounds=1):
+        best = report.best_of(context.spec, state.known)
+        new_state, shards = search(context, main, aux, state, rounds)
+        picks = [p["arch"]["channels"] for p in new_state.picks if p["round"] == state.round]
+        seen.append((best.arch["channels"], picks, new_state.stats[-1]["refined"]))
+        return new_state, shards
+
+    monkeypatch.setattr(steps, "search", watch)
+    job = WindowJob("prednas", 0, "cifar100", 0, 6, 6, 1.8e8, 0.05, ("predictor.epochs=5", "rounds=2", "refine=2"))
+    run_pipeline(window_spec(job, "prednas", "memory://refine"), "refine")
+    (_, _, refined_first), (best, last, refined_last) = seen
+    assert refined_first == 0 and refined_last == 2 and len(last) == 3
+    assert [sum(a != b for a, b in zip(arch, best, strict=True)) for arch in last[:2]] == [1, 1]

@@ -63,6 +63,8 @@ BAD = [
     (["space=nas101"], "unknown search space 'nas101'"),
     (["n=1"], "n must be an integer in [2, 100000], got 1"),
     (["k=0"], "k must be an integer in [1, 100000], got 0"),
+    (["refine=-1"], "refine must be an integer in [0, 1000000], got -1"),
+    (["refine=2.5"], "refine must be an integer in [0, 1000000], got 2.5"),
     (["n=15000", "k=1000"], "exceeds the 15625 architectures"),
     (["n=2.5"], "n must be an integer"),
     (["evaluator.name=imagenet-table"], "unknown evaluator 'imagenet-table'"),

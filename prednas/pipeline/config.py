@@ -137,6 +137,7 @@ class SearchSpec:
     rounds: int | None = None
     exhaustive_limit: int = 100_000
     pretrain: int = 0
+    refine: int = 0
     predictor: dict[str, Any] = field(default_factory=dict)
     gradient: dict[str, Any] = field(default_factory=dict)
     alphas: tuple[float, ...] = (0.0,)
@@ -160,6 +161,7 @@ class SearchSpec:
              _int("rounds", self.rounds, 1, self.k))
         set_(self, "exhaustive_limit", _int("exhaustive_limit", self.exhaustive_limit, 0, 10**9))
         set_(self, "pretrain", _int("pretrain", self.pretrain, 0, 10**6))
+        set_(self, "refine", _int("refine", self.refine, 0, 10**6))
         set_(self, "shards", _int("shards", self.shards, 1, 1000))
         set_(self, "parallelism", _int("parallelism", self.parallelism, 1, 1000))
         set_(self, "retries", _int("retries", self.retries, 0, 10))
@@ -301,7 +303,7 @@ class SearchSpec:
             "space": self.space, "evaluator": self.evaluator, "topk_evaluator": self.topk_evaluator,
             "final_m": self.final_m, "final_evaluator": self.final_evaluator,
             "n": self.n, "k": self.k, "seed": self.seed, "exhaustive_limit": self.exhaustive_limit,
-            "pretrain": self.pretrain, "predictor": self.predictor, "gradient": self.gradient,
+            "pretrain": self.pretrain, "refine": self.refine, "predictor": self.predictor, "gradient": self.gradient,
             "alphas": list(self.alphas), "cost_metric": cost.metric if self.cost else "",
             "cost_target": cost.target, "cost_window": cost.window,
             "cost_sample_in_window": cost.sample_in_window, "shards": self.shards,

@@ -17,7 +17,10 @@ triplets of the sample evaluator's config, so later rounds learn from earlier ro
 ``exhaustive_limit`` (no alpha above 0, and a cost window, if any, on an analytic cost),
 and runs Algorithm 1 over the alpha grid (with the cost window for size spaces) otherwise.
 With ``pretrain`` > 0 each fit starts from a predictor pretrained to rank the space by
-analytic MACs (``prednas.search.acquisition.pretrained_state``).
+analytic MACs (``prednas.search.acquisition.pretrained_state``). With ``refine`` > 0 the
+last round first proposes, best predicted first, up to that many unmeasured architectures
+of its pool one position (a layer, an edge) away from the best one measured so far: the
+rounds before find the region, the last one searches around its best point.
 
 The triplet store is the system of record: ``evaluate`` looks every architecture up
 before measuring it, writes each new triplet before logging it to MLflow and before the
@@ -333,11 +336,14 @@ def search(context: SearchContext, main: bytes, aux: bytes | None, state: Search
     with one_thread():
         pool, stats = _pool(spec, st.space, main_p, aux_p, rng)
     known = _keys(st.space, [t.arch for t in state.known])
-    picks = _unseen(st.space, known, pool)[:size]
+    local = _unseen(st.space, known, _near_best(spec, st.space, state.known, pool))[:spec.refine] \
+        if round_ == rounds and spec.refine else []
+    picks = _unseen(st.space, known, [*local, *pool])[:size]
     topped = _top_up(spec, st.space, known | {st.space.equivalence_key(a) for a in picks}, round_, size - len(picks))
     chosen = [*picks, *topped]
     predicted = main_p.predict_archs(chosen) if chosen else np.zeros(0)
-    stats = {**stats, "from_pool": float(len(picks)), "topped_up": float(len(topped))}
+    stats = {**stats, "from_pool": float(len(picks)), "topped_up": float(len(topped)),
+             "refined": float(min(len(local), size))}
     archs = [st.space.to_dict(a) for a in chosen]
     new_state = state.proposed(archs, [float(p) for p in predicted], stats)
     return new_state, exchange.make_shards("top-k", archs, spec.shards, round_=round_)
@@ -366,6 +372,23 @@ def _pool(spec: SearchSpec, space: Any, main: Any, aux: Any, rng: np.random.Gene
         pool = constrained_search(space, main, aux, window, rng=rng, aux_metric=spec.aux_target,
                                   config=ConstrainedConfig(gradient=config, alphas=spec.alphas, penalty=penalty))
     return list(pool.archs), {k: float(v) for k, v in pool.stats.items()}
+
+
+def _near_best(spec: SearchSpec, space: Any, known: list[Triplet], pool: list[Any]) -> list[Any]:
+    """The architectures of ``pool`` at most one position (a row of the space's parameter: a layer,
+    an edge) away from the best one ``select`` would choose among ``known``, order kept."""
+    from prednas.pipeline.report import best_of
+
+    best = best_of(spec, known)
+    if best is None:
+        return []
+    centre = _positions(space, space.from_dict(best.arch))
+    return [a for a in pool if np.count_nonzero(np.any(_positions(space, a) != centre, axis=1)) <= 1]
+
+
+def _positions(space: Any, arch: Any) -> np.ndarray:
+    """An architecture's parameter as one row per position (a size space's numbers are rows of one)."""
+    return np.asarray(space.param(arch)).reshape(space.param_shape[0], -1)
 
 
 def _top_up(spec: SearchSpec, space: Any, known: set[str], round_: int, missing: int) -> list[Any]:
