@@ -10,9 +10,11 @@ with the dataset, N, K, seed and the cost window set, tracking off, a fresh in-m
 and the config overrides of ``WINDOW_METHODS``:
 
 - ``prednas``: the config as shipped: every class of the space scored and the window's kept
-  (the search step enumerates only when no alpha is above 0);
+  (the search step enumerates only when no alpha is above 0), the last round starting next to
+  the best measured (``refine``);
 - ``prednas-gradient``: enumeration off and the window term on, so Algorithm 1 under the
-  window proposes (``exhaustive_limit=0``, ``alphas=[1.0]``).
+  window proposes every round (``exhaustive_limit=0``, ``alphas=[1.0]``, and ``refine=0``: no
+  proposals next to the best measured, so Algorithm 1 alone chooses what is measured).
 
 The baselines:
 
@@ -53,7 +55,7 @@ from prednas.search.history import History
 
 WINDOW_METHODS: dict[str, tuple[str, ...]] = {
     "prednas": (),
-    "prednas-gradient": ("exhaustive_limit=0", "alphas=[1.0]"),
+    "prednas-gradient": ("exhaustive_limit=0", "alphas=[1.0]", "refine=0"),
 }
 BASELINES: tuple[str, ...] = ("predictor-random", "rea", "random")
 METHODS: tuple[str, ...] = (*WINDOW_METHODS, *BASELINES)
