@@ -29,7 +29,9 @@ On a cluster each step reads S3 credentials and endpoint from the Secret and Con
 store, not KFP's cache, decides what is measured again.
 """
 
+import ast
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ from kfp import dsl, kubernetes
 
 from prednas.components import IMAGE, close_run, evaluate, fit_predictors, propose, sample, select, select_final
 from prednas.pipeline.config import DEFAULT_ROUNDS
+
+HEADER_DICT = re.compile(r"(?P<head>#\s+\w+: dict \[Default: )(?P<value>\{.*\})\]$")
 
 NAME = "prednas"
 DESCRIPTION = "PredNAS: predictor-based neural architecture search (Yuan, Huang and Wang)"
@@ -161,4 +165,22 @@ def compile_pipeline(path: str | Path = COMPILED, **options: Any) -> Path:
     from kfp import compiler
 
     compiler.Compiler().compile(build_pipeline(**options), str(path))
+    _sort_header_defaults(Path(path))
     return Path(path)
+
+
+def _sort_header_defaults(path: Path) -> None:
+    """Print the dict defaults of the package's comment header with sorted keys.
+
+    The compiler writes them in the order of a protobuf map, which changes from one process
+    to the next; sorted, the same pipeline compiles to the same bytes.
+    """
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if not line.startswith("#"):
+            break
+        match = HEADER_DICT.match(line)
+        if match:
+            value = ast.literal_eval(match["value"])
+            lines[i] = f"{match['head']}{dict(sorted(value.items()))!r}]\n"
+    path.write_text("".join(lines))

@@ -28,16 +28,29 @@ def load(path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def compiled_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default config compiled now."""
+    return compile_package(load_config(), tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
+
+
+@pytest.fixture(scope="module")
+def compiled(compiled_path: Path) -> dict[str, Any]:
     """The default config compiled now, parsed."""
-    path = compile_package(load_config(), tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
-    return load(path)
+    return load(compiled_path)
 
 
 def test_committed_yaml_is_the_current_pipeline(compiled: dict[str, Any]) -> None:
     committed = load(COMPILED)
     assert committed == compiled, "pipelines/prednas_pipeline.yaml is stale: run `prednas compile -o " \
                                   "pipelines/prednas_pipeline.yaml` and review the diff"
+
+
+def test_compiling_again_writes_the_same_bytes(compiled_path: Path, tmp_path: Path) -> None:
+    """Comment header included (the compiler prints dict defaults in a per-process map order)."""
+    again = compile_package(load_config(), tmp_path / "again.yaml")
+    assert again.read_bytes() == compiled_path.read_bytes()
+    assert COMPILED.read_bytes() == compiled_path.read_bytes(), "run `prednas compile -o " \
+                                                               "pipelines/prednas_pipeline.yaml`"
 
 
 def test_kfp_round_trip(tmp_path: Path, compiled: dict[str, Any]) -> None:
