@@ -170,7 +170,7 @@ def compile_pipeline(path: str | Path = COMPILED, **options: Any) -> Path:
 
 
 def _sort_header_defaults(path: Path) -> None:
-    """Print the dict defaults of the package's comment header with sorted keys.
+    """Print the dict defaults of the package's comment header with sorted keys, nested dicts too.
 
     The compiler writes them in the order of a protobuf map, which changes from one process
     to the next; sorted, the same pipeline compiles to the same bytes.
@@ -181,6 +181,14 @@ def _sort_header_defaults(path: Path) -> None:
             break
         match = HEADER_DICT.match(line)
         if match:
-            value = ast.literal_eval(match["value"])
-            lines[i] = f"{match['head']}{dict(sorted(value.items()))!r}]\n"
+            lines[i] = f"{match['head']}{_sorted(ast.literal_eval(match['value']))!r}]\n"
     path.write_text("".join(lines))
+
+
+def _sorted(value: Any) -> Any:
+    """``value`` with every dict in it, nested ones too, rebuilt with sorted keys."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
