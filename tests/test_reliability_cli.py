@@ -157,6 +157,7 @@ VALUE_CASES: list[list[str]] = [
     ["bench", "shard-concurrency", "--concurrency", "1,0"],
     ["bench", "shard-concurrency", "--fraction", "7"],
     ["bench", "detection-overfit", "--images", "0"],
+    ["bench", "detection-overfit", "--device", "tpu"],
     ["bench", "classifier", "--fraction", "7", "--epochs", "1"],
     ["bench", "resume", "--kill-after", "-1"],
     ["bench", "proxy-fidelity", "--archs", "0"],

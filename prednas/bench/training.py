@@ -244,4 +244,5 @@ def detection_overfit(coco_root: str, recipe: Any, runtime: Runtime, *, images: 
             "target_ap50": target_ap50, "reached_at_iteration": reached,
             "max_iterations": recipe.epochs * max(1, len(train.records) // recipe.batch_size),
             "best": best, "history": history, "wall_s": time.perf_counter() - start,
-            "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
+            "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
+            **runtime.describe(runtime.torch_device())}

@@ -181,9 +181,10 @@ def bench_resume(data: str, seed: int, threads: int | None, json_path: Path | No
 @click.option("--target", type=float, default=0.5, show_default=True, help="AP50 to reach.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=None)
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when visible), cpu, cuda or cuda:N.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_overfit(coco: str, images: int, size: int, max_epochs: int, eval_every: int, lr_per_image: float,
-                  target: float, seed: int, threads: int | None, json_path: Path | None) -> None:
+                  target: float, seed: int, threads: int | None, device: str, json_path: Path | None) -> None:
     """A small YOLOX-space detector overfits a few COCO images (train = eval) to an AP50 target."""
     from prednas.bench.training import detection_overfit
     from prednas.train.detection import DetectionRecipe
@@ -199,10 +200,12 @@ def bench_overfit(coco: str, images: int, size: int, max_epochs: int, eval_every
             click.echo(f"epoch {stats['epoch']:>4}  loss {stats['loss']:.3f}  AP50 {stats['val_ap50']:.3f}  "
                        f"AP {stats['val_ap']:.3f}", err=True)
 
-    r = detection_overfit(coco, recipe, Runtime(device="cpu"), images=images, target_ap50=target, progress=progress)
+    runtime = Runtime(device=device)
+    runtime.torch_device()  # a bad --device fails here, before the data is read
+    r = detection_overfit(coco, recipe, runtime, images=images, target_ap50=target, progress=progress)
     best = r["best"]
     click.echo(f"{images} images ({r['boxes']} boxes), {size} px, {r['params']:,} params, seed {seed}, "
-               f"{r['threads']} threads")
+               f"{r['device']}, {r['threads']} threads")
     click.echo(f"AP50 >= {target} reached at iteration {r['reached_at_iteration']} (bound {r['max_iterations']}); "
                f"best AP50 {best.get('val_ap50', 0):.3f}, AP {best.get('val_ap', 0):.3f}; wall {r['wall_s']:.0f} s")
     _write(json_path, r)
