@@ -46,6 +46,9 @@ def test_the_job_schedules_the_config_in_the_configmap(tmp_path: Path) -> None:
     assert (spec.space, spec.n, spec.k) == ("nb201", 30, 40)
     args = _find(objects, "Job", "prednas-schedule-nightly")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--replace" in args  # a new config replaces the schedule of the same name
+    scheduled, default = spec.to_dict(), load_config().to_dict()
+    assert {k: v for k, v in scheduled.items() if scheduled[k] != default[k]} == {"experiment": "prednas-nightly"}, \
+        "the nightly search is the search prednas run runs"
 
 
 def test_one_store_setting_for_the_job_and_submit() -> None:

@@ -122,7 +122,7 @@ def test_a_run_without_a_store_uses_the_clusters(monkeypatch: pytest.MonkeyPatch
 def test_submit_compiles_with_the_step_options(kfp_api: type[FakeClient], monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
 
-    def compile_package(spec: Any, path: Path, options: remote.StepOptions) -> Path:
+    def compile_package(spec: Any, path: Path, options: remote.StepOptions, check: bool = True) -> Path:
         seen.append(options)
         path.write_text("pipelineInfo: {name: prednas}\n")
         return path

@@ -86,6 +86,36 @@ def test_the_cluster_commands_refuse_a_window_too_narrow_before_anything(tmp_pat
     assert not (tmp_path / "pipeline.yaml").exists()
 
 
+@pytest.mark.parametrize("command", [
+    ["compile", "-o", "pipeline.yaml"],
+    ["submit", "--host", "http://127.0.0.1:9"],
+    ["schedule", "--host", "http://127.0.0.1:9", "--cron", "0 0 3 * * *"],
+], ids=lambda c: c[0])
+def test_the_cluster_commands_refuse_a_bad_evaluator_option_before_anything(tmp_path: Path,
+                                                                             command: list[str]) -> None:
+    result = cli(*command, "--set", "evaluator.dataset=mnist", cwd=tmp_path)
+    line = one_line_error(result)
+    assert line.startswith("error: evaluator: unknown NB201 dataset 'mnist'")
+    assert not (tmp_path / "pipeline.yaml").exists()
+
+
+@pytest.mark.parametrize("config", ["anynet_cifar10.yaml", "anynet_imagefolder.yaml", "yolox_coco.yaml"])
+def test_a_cluster_package_needs_no_data_on_this_machine(tmp_path: Path, config: str) -> None:
+    """The evaluate steps read the data from their volume: compiling says what it left to the cluster, and writes."""
+    result = cli("compile", "-o", "pipeline.yaml", "--config", str(CONFIGS / config), cwd=tmp_path)  # under /data
+    assert result.exit_code == 0, result.output + result.stderr
+    assert result.stderr.startswith("note: cost window not checked here: the sample stage's data is not readable")
+    assert (tmp_path / "pipeline.yaml").exists()
+
+
+def test_a_cluster_package_checks_the_window_with_data_it_can_read(tmp_path: Path, npz: str) -> None:
+    result = cli("compile", "-o", "pipeline.yaml", "--config", str(CONFIGS / "anynet_cifar10.yaml"),
+                 "--set", "evaluator.data.source=npz", "--set", f"evaluator.data.path={npz}",
+                 "--set", "evaluator.cost_input_size=32", "--set", "cost.window=1", cwd=tmp_path)
+    assert one_line_error(result).startswith("error: cost window macs")
+    assert not (tmp_path / "pipeline.yaml").exists()
+
+
 def npz_without_labels(tmp_path: Path) -> str:
     path = tmp_path / "x.npz"
     np.savez(path, x_train=np.zeros((2, 4, 4, 3), np.uint8))

@@ -51,13 +51,14 @@ def _endpoint(command: Any) -> Any:
               help="Where to write the pipeline package (YAML).")
 def compile_command(output: Path, **kwargs: Any) -> None:
     """Write the pipeline package; the config's values become the parameters' defaults."""
-    from prednas.pipeline.remote import compile_package
+    from prednas.pipeline.remote import check_for_cluster, compile_package
 
     options = _options(kwargs)
     spec = load_spec(kwargs)
     if not output.parent.exists():
         raise PredNASError(f"cannot write {output}: folder {output.parent} does not exist")
-    click.echo(f"wrote {compile_package(spec, output, options)}")
+    _note(check_for_cluster(spec))
+    click.echo(f"wrote {compile_package(spec, output, options, check=False)}")
 
 
 @click.command()
@@ -73,6 +74,7 @@ def submit(host: str, namespace: str | None, service_account: str | None, **kwar
     result = submit_run(spec, host=host, experiment=spec.experiment, namespace=namespace,
                         service_account=service_account, options=options, show_kfp_output=_debug())
     click.echo(f"run {result['run_id']} created: {result['url']}")
+    _note(result.get("unchecked"))
 
 
 @click.command()
@@ -111,6 +113,13 @@ def schedule(host: str, namespace: str | None, service_account: str | None, cron
         click.echo(f"recurring run {name} ({result['recurring_run_id']}) replaced {result['replaced_id']} {where}")
     else:
         click.echo(f"recurring run {name} ({result['recurring_run_id']}) created {where}")
+    _note(result.get("unchecked"))
+
+
+def _note(line: str | None) -> None:
+    """What could not be checked on this machine, on stderr."""
+    if line:
+        click.echo(f"note: {line}", err=True)
 
 
 def _debug() -> bool:

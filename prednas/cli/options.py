@@ -10,14 +10,14 @@ import click
 
 # (option, config key, type, help) for the settings worth a flag of their own; ``--set`` reaches the rest.
 _SHORTCUTS: tuple[tuple[str, str, Any, str], ...] = (
-    ("--space", "space", str, "Search space (nb201, anynet, yolox)."),
+    ("--space", "space", str, "Search space (nb201, natssss, anynet, yolox)."),
     ("--n", "n", int, "Random architectures measured to fit the predictors."),
     ("--k", "k", int, "Architectures from the search pool measured after."),
     ("--seed", "seed", int, "Seed of every random draw of the search."),
     ("--shards", "shards", int, "Evaluate steps per stage."),
     ("--parallelism", "parallelism", int, "Evaluate steps running at once."),
-    ("--tracking-uri", "tracking_uri", str, "MLflow tracking URI (default: the local SQLite store)."),
-    ("--artifact-store", "store_uri", str, "Triplet store: a directory or s3://bucket/prefix (default: runs/store)."),
+    ("--tracking-uri", "tracking_uri", str, "MLflow tracking URI (default: runs/mlflow.db locally, the in-cluster MLflow when sent to a cluster)."),
+    ("--artifact-store", "store_uri", str, "Triplet store: a directory or s3://bucket/prefix (default: runs/store locally, the ConfigMap prednas-s3's PREDNAS_STORE_URI on a cluster)."),
     ("--experiment", "experiment", str, "MLflow experiment (and Kubeflow experiment when submitting)."),
     ("--run-name", "run_name", str, "Name of the run."),
 )

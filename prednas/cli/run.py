@@ -91,6 +91,7 @@ def _dry_run(spec: Any, key: str | None) -> None:
 
     from prednas.pipeline.plan import architectures, describe
 
+    spec.check_evaluators(data=False)  # every option, as a run checks it; the data is a run's to check
     click.echo(yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip())
     click.echo(f"# the pipeline would run{f' (resuming {key})' if key else ''}; "
                f"{architectures(spec)} architectures to measure:")

@@ -181,16 +181,23 @@ class SearchSpec:
         self._check_registries()
 
     def _check_registries(self) -> None:
-        from prednas.evaluators.registry import check_space, evaluator_options
+        from prednas.evaluators.registry import check_space, evaluator_names, evaluator_options
         from prednas.search.methods import check_budget
         from prednas.spaces import get_space
 
         space = get_space(self.space)
         for key, config in (("evaluator", self.evaluator), ("topk_evaluator", self.topk_evaluator),
                             ("final_evaluator", self.final_evaluator)):
-            if config or key == "evaluator":
+            if not config and key != "evaluator":
+                continue
+            if isinstance(config, Mapping) and "name" not in config:
+                raise PredNASError(f"{key}.name is missing; expected one of: {', '.join(evaluator_names())} "
+                                   f"(a stage's own evaluator is a whole evaluator config)")
+            try:
                 entry, _ = evaluator_options(config)
                 check_space(entry, self.space)
+            except PredNASError as exc:
+                raise PredNASError(f"{key}: {exc}") from None
         check_budget(space, self.n, self.k)
         analytic = list(space.cost(space.sample(_fixed_rng())))
         if self.cost is not None and self.cost.metric not in (*analytic, self.aux_target):
@@ -235,9 +242,13 @@ class SearchSpec:
             raise PredNASError(f"gradient.penalty 'window' on cost.metric {metric!r} needs predictor.aux_target "
                                f"{metric!r} (got {aux!r}), or gradient.penalty 'linear' (the paper's term)")
 
-    def check_evaluators(self) -> None:
+    def check_evaluators(self, *, data: bool = True) -> None:
         """Build each stage's evaluator and check its data without training, so a bad option or data path
-        fails before any step runs, in one line naming the config key and the stages that use it."""
+        fails before any step runs, in one line naming the config key and the stages that use it.
+
+        ``data=False`` checks the options only: a search sent to a cluster reads its data from the
+        evaluate steps' volume, not from this machine.
+        """
         from prednas.pipeline.context import build_evaluator
 
         for key, stages in self.evaluator_keys().items():
@@ -246,7 +257,7 @@ class SearchSpec:
             try:
                 evaluator = build_evaluator(getattr(self, key))
                 check = getattr(evaluator, "check", None)
-                if check is not None:
+                if data and check is not None:
                     check()
             except SettingError as exc:
                 raise PredNASError(f"{key}.{exc.key}: {exc.detail} ({where})") from None

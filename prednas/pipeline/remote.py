@@ -109,16 +109,44 @@ def _cron_part(part: str, low: int, high: int, names: tuple[str, ...], wildcard:
         values == sorted(values)
 
 
-def compile_package(spec: SearchSpec, path: str | Path, options: StepOptions | None = None) -> Path:
+def check_for_cluster(spec: SearchSpec) -> str | None:
+    """Check here what can be checked of a search that runs on the cluster; None, or why the cost window was not.
+
+    Every stage's evaluator options are checked (``SearchSpec.check_evaluators``) but not its
+    data: the evaluate steps read that from their own volume. A cost window too narrow for the
+    N samples is refused as ``prednas run`` refuses it (``steps.check_samples``: analytic,
+    opens nothing), except where the space's costs come from data that is not readable here
+    (an evaluator that trains sizes the network's head by the data's classes): the cluster's
+    sample step checks that window, and the returned line says so.
+    """
+    from prednas.evaluators.registry import evaluator_entry
+    from prednas.pipeline.context import build_evaluator
+    from prednas.pipeline.steps import check_samples
+
+    spec.check_evaluators(data=False)
+    config = spec.stage_evaluators["sample"]
+    if spec.cost is not None and evaluator_entry(config["name"]).trains:
+        check = getattr(build_evaluator(config), "check", None)
+        try:
+            if check is not None:
+                check()
+        except PredNASError as exc:
+            return (f"cost window not checked here: the sample stage's data is not readable on this machine "
+                    f"({exc}); the cluster's sample step checks it")
+    check_samples(spec)
+    return None
+
+
+def compile_package(spec: SearchSpec, path: str | Path, options: StepOptions | None = None, *,
+                    check: bool = True) -> Path:
     """Write the pipeline package with ``spec``'s and ``options``' compile-time settings and ``spec``'s parameters.
 
-    A cost window too narrow for the N samples is refused here, as ``prednas run`` refuses it,
-    rather than in the cluster's sample step (``steps.check_samples``: analytic, opens nothing).
+    ``check_for_cluster`` runs first unless ``check`` is False (a caller that ran it already).
     """
-    from prednas.pipeline.steps import check_samples
     from prednas.pipelines.prednas_pipeline import compile_pipeline
 
-    check_samples(spec)
+    if check:
+        check_for_cluster(spec)
     spec = cluster_spec(spec)
     return compile_pipeline(path, parallelism=spec.parallelism, retries=spec.retries, cpu=spec.resources.cpu,
                             memory=spec.resources.memory, rounds=spec.rounds, defaults=spec.to_arguments(),
@@ -248,17 +276,17 @@ def _identifier(value: Any) -> str | None:
 
 @contextlib.contextmanager
 def _package(spec: SearchSpec, options: StepOptions | None) -> Iterator[Path]:
+    """The package in a temporary folder (``check_for_cluster`` has run before the endpoint was contacted)."""
     with tempfile.TemporaryDirectory(prefix="prednas-kfp-") as tmp:
-        yield compile_package(spec, Path(tmp) / "prednas_pipeline.yaml", options)
+        yield compile_package(spec, Path(tmp) / "prednas_pipeline.yaml", options, check=False)
 
 
 def submit(spec: SearchSpec, *, host: str, experiment: str, run_name: str | None = None,
            namespace: str | None = None, service_account: str | None = None,
            options: StepOptions | None = None, show_kfp_output: bool = False) -> dict[str, str]:
-    """Create one run of the pipeline and read it back; returns its id and the URL of its page."""
-    from prednas.pipeline.steps import check_samples
-
-    check_samples(spec)  # before the endpoint is contacted
+    """Create one run of the pipeline and read it back; returns its id, the URL of its page and,
+    where ``check_for_cluster`` could not check the cost window here, why (``unchecked``)."""
+    unchecked = check_for_cluster(spec)  # before the endpoint is contacted
     spec = cluster_spec(spec)
     with kfp_output(show_kfp_output):
         kfp_client = client(host, namespace)
@@ -275,7 +303,8 @@ def submit(spec: SearchSpec, *, host: str, experiment: str, run_name: str | None
             found = _identifier(getattr(kfp_client.get_run(run_id), "run_id", None))
         if found != run_id:
             raise PredNASError(f"Kubeflow Pipelines at {host} answered with run id {run_id} but has no such run")
-    return {"run_id": run_id, "url": f"{host.rstrip('/')}/#/runs/details/{run_id}"}
+    return {"run_id": run_id, "url": f"{host.rstrip('/')}/#/runs/details/{run_id}",
+            **({"unchecked": unchecked} if unchecked else {})}
 
 
 def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_name: str,
@@ -286,14 +315,12 @@ def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_nam
     """Create a recurring run and read it back; one of that name is kept, or replaced with ``replace_existing``.
 
     Returns ``recurring_run_id``, ``experiment_id``, ``status`` (``created``, ``exists`` or
-    ``replaced``) and, when replaced, ``replaced_id``.
+    ``replaced``), when replaced, ``replaced_id``, and ``unchecked`` as ``submit`` returns it.
     """
     cron = check_cron(cron)
     if not 1 <= max_concurrency <= 10:
         raise PredNASError(f"max_concurrency must be in [1, 10] (KFP's limit), got {max_concurrency}")
-    from prednas.pipeline.steps import check_samples
-
-    check_samples(spec)  # before the endpoint is contacted
+    unchecked = check_for_cluster(spec)  # before the endpoint is contacted
     spec = cluster_spec(spec)
     with kfp_output(show_kfp_output):
         kfp_client = client(host, namespace)
@@ -303,7 +330,7 @@ def schedule(spec: SearchSpec, *, host: str, cron: str, experiment: str, job_nam
         if experiment_id is None:
             raise PredNASError(f"Kubeflow Pipelines at {host} answered without an experiment id for "
                                f"{experiment!r} (a login page or proxy in between?): {LOGIN_HINT}")
-        out = {"experiment_id": experiment_id, "status": "created"}
+        out = {"experiment_id": experiment_id, "status": "created", **({"unchecked": unchecked} if unchecked else {})}
         with _kfp_errors(host, "list the recurring runs"):
             existing = _recurring_run(kfp_client, experiment_id, job_name)
         if existing is not None and not replace_existing:
