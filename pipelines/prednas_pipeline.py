@@ -19,9 +19,10 @@ signal) with ``final_evaluator`` and names the best by that result.
 
 Run-time parameters are the search itself (see ``SearchSpec.to_arguments``); ``build_pipeline``
 takes what Kubeflow fixes at compile time: the fan-out limit, retries, resource requests,
-the step image and the data volume (a PersistentVolumeClaim mounted into every evaluate
-step, through kfp-kubernetes' ``mount_pvc``). Accelerator requests are run-time parameters
-('' requests none), so one compiled pipeline serves table lookups and training evaluators alike.
+the step image and the data volume (a PersistentVolumeClaim mounted into every step that
+reads the config's evaluators, through kfp-kubernetes' ``mount_pvc``). Accelerator requests
+are run-time parameters ('' requests none), so one compiled pipeline serves table lookups
+and training evaluators alike.
 
 On a cluster each step reads S3 credentials and endpoint from the Secret and ConfigMap
 ``prednas-s3`` (see ``manifests/``), and a run that names no store uses that ConfigMap's
@@ -86,18 +87,24 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
 
     ``rounds`` is how many fit -> propose -> evaluate rounds are unrolled (a run's ``k`` must
     be at least that). ``image`` is every step's container image; ``data_pvc`` names a
-    PersistentVolumeClaim mounted at ``data_mount`` in every evaluate step ('' mounts none).
+    PersistentVolumeClaim mounted at ``data_mount`` in every step but the one closing the MLflow run
+    ('' mounts none): a space searched through a trained evaluator is sized by its data.
     ``defaults`` replaces the parameters' default values (those a run gets when it names none).
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 100:
         raise ValueError(f"rounds must be an integer in [1, 100], got {rounds!r}")
     pod = (cpu, memory, image)  # what every step runs in and asks for
 
-    def measure(context: Any, shard: Any, accelerator: Any, accelerator_count: Any, name: str) -> Any:
-        task = evaluate(context=context, shard=shard, accelerator=accelerator, accelerator_limit=accelerator_count)
-        _step(task, name, *pod).set_retry(retries, backoff_duration="30s", backoff_factor=2.0)
+    def step(task: Any, name: str) -> Any:
+        """A step that reads the config's evaluators: a trained space is sized by its data (the classes)."""
+        _step(task, name, *pod)
         if data_pvc:
             kubernetes.mount_pvc(task, pvc_name=data_pvc, mount_path=data_mount)
+        return task
+
+    def measure(context: Any, shard: Any, accelerator: Any, accelerator_count: Any, name: str) -> Any:
+        task = evaluate(context=context, shard=shard, accelerator=accelerator, accelerator_limit=accelerator_count)
+        step(task, name).set_retry(retries, backoff_duration="30s", backoff_factor=2.0)
         return task.set_accelerator_type(accelerator).set_accelerator_limit(accelerator_count)
 
     def prednas(space: str = "nb201", evaluator: dict = EVALUATOR, topk_evaluator: dict = {},  # noqa: B006 - KFP defaults
@@ -114,7 +121,7 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
                            job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         _step(closer, "close MLflow run", *pod)
         with dsl.ExitHandler(closer, name="search"):
-            drawn = _step(sample(
+            drawn = step(sample(
                 space=space, evaluator=evaluator, topk_evaluator=topk_evaluator, final_m=final_m,
                 final_evaluator=final_evaluator, n=n, k=k, seed=seed, exhaustive_limit=exhaustive_limit,
                 pretrain=pretrain, refine=refine, predictor=predictor, gradient=gradient, alphas=alphas,
@@ -122,29 +129,28 @@ def build_pipeline(*, parallelism: int = 2, retries: int = 2, cpu: str = "1", me
                 cost_sample_in_window=cost_sample_in_window, shards=shards, tracking_uri=tracking_uri,
                 experiment=experiment, store_uri=store_uri, run_name=run_name, accelerator=accelerator,
                 accelerator_count=accelerator_count, run_key=run_key, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            ), "sample N", *pod)
+            ), "sample N")
             context, state = drawn.outputs["context"], drawn.outputs["state"]
             with dsl.ParallelFor(drawn.outputs["Output"], parallelism=parallelism) as shard:
                 measured = measure(context, shard, accelerator, accelerator_count, "evaluate sample shard")
             for r in range(1, rounds + 1):
-                fitted = _step(fit_predictors(context=context, state=state,
-                                              measured=dsl.Collected(measured.outputs["triplets"])),
-                               f"fit predictors (round {r}/{rounds})", *pod)
-                proposed = _step(propose(context=context, main=fitted.outputs["main"], aux=fitted.outputs["aux"],
-                                         state=fitted.outputs["fitted"], rounds=rounds),
-                                 f"propose (round {r}/{rounds})", *pod)
+                fitted = step(fit_predictors(context=context, state=state,
+                                             measured=dsl.Collected(measured.outputs["triplets"])),
+                              f"fit predictors (round {r}/{rounds})")
+                proposed = step(propose(context=context, main=fitted.outputs["main"], aux=fitted.outputs["aux"],
+                                        state=fitted.outputs["fitted"], rounds=rounds),
+                                f"propose (round {r}/{rounds})")
                 state = proposed.outputs["proposed"]
                 with dsl.ParallelFor(proposed.outputs["Output"], parallelism=parallelism) as shard:
                     measured = measure(context, shard, accelerator, accelerator_count, f"evaluate round {r} shard")
-            selected = _step(select(context=context, state=state, topk=dsl.Collected(measured.outputs["triplets"])),
-                             "select best", *pod)
+            selected = step(select(context=context, state=state, topk=dsl.Collected(measured.outputs["triplets"])),
+                            "select best")
             with dsl.If(final_m > 0, name="final-stage"):
                 with dsl.ParallelFor(selected.outputs["Output"], parallelism=parallelism) as shard:
                     final = measure(context, shard, accelerator, accelerator_count, "evaluate final shard")
-                _step(select_final(context=context, selected=selected.outputs["report"],
-                                   finalists=selected.outputs["finalists"],
-                                   final=dsl.Collected(final.outputs["triplets"])), "select best by final result",
-                      *pod)
+                step(select_final(context=context, selected=selected.outputs["report"],
+                                  finalists=selected.outputs["finalists"],
+                                  final=dsl.Collected(final.outputs["triplets"])), "select best by final result")
 
     if defaults:
         _set_defaults(prednas, defaults)

@@ -163,7 +163,9 @@ def test_image_and_data_volume_reach_the_yaml(tmp_path: Path) -> None:
     assert {e["container"]["image"] for e in data["deploymentSpec"]["executors"].values()} == {options.image}
     k8s = data["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     mounts = {name: executor.get("pvcMount") for name, executor in k8s.items()}
-    assert {name for name, mount in mounts.items() if mount} == {n for n in mounts if n.startswith("exec-evaluate")}
+    # every step that builds the sample stage's space (sized by its data's classes) sees the data
+    assert {name for name, mount in mounts.items() if mount} == {n for n in mounts if not n.startswith("exec-close")}
+    assert any(n.startswith("exec-sample") for n in mounts) and any(n.startswith("exec-propose") for n in mounts)
     for mount in filter(None, mounts.values()):
         assert [(m["mountPath"], m["pvcNameParameter"]["runtimeValue"]["constant"]) for m in mount] == [
             ("/mnt/data", "cifar10-data")]
