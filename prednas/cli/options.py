@@ -16,8 +16,10 @@ _SHORTCUTS: tuple[tuple[str, str, Any, str], ...] = (
     ("--seed", "seed", int, "Seed of every random draw of the search."),
     ("--shards", "shards", int, "Evaluate steps per stage."),
     ("--parallelism", "parallelism", int, "Evaluate steps running at once."),
-    ("--tracking-uri", "tracking_uri", str, "MLflow tracking URI (default: runs/mlflow.db locally, the in-cluster MLflow when sent to a cluster)."),
-    ("--artifact-store", "store_uri", str, "Triplet store: a directory or s3://bucket/prefix (default: runs/store locally, the ConfigMap prednas-s3's PREDNAS_STORE_URI on a cluster)."),
+    ("--tracking-uri", "tracking_uri", str,
+     "MLflow tracking URI (default: runs/mlflow.db locally, the in-cluster MLflow when sent to a cluster)."),
+    ("--artifact-store", "store_uri", str, "Triplet store: a directory or s3://bucket/prefix (default: runs/store "
+     "locally, the ConfigMap prednas-s3's PREDNAS_STORE_URI on a cluster)."),
     ("--experiment", "experiment", str, "MLflow experiment (and Kubeflow experiment when submitting)."),
     ("--run-name", "run_name", str, "Name of the run."),
 )
