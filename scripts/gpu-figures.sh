@@ -32,4 +32,4 @@ bench() {
 bench throughput training-throughput --device cuda --data "$data" --coco "$coco"
 bench classifier classifier --device cuda --data "$data" --epochs 10 --seed 0
 bench concurrency shard-concurrency --device cuda --data "$data" --concurrency 1,2,4,8 --seed 0
-bench detection detection-overfit --coco "$coco" --seed 0
+bench detection detection-overfit --device cuda --coco "$coco" --seed 0
