@@ -247,7 +247,7 @@ class SearchSpec:
         fails before any step runs, in one line naming the config key and the stages that use it.
 
         ``data=False`` checks the options only: a search sent to a cluster reads its data from the
-        evaluate steps' volume, not from this machine.
+        cluster's volume, not from this machine.
         """
         from prednas.pipeline.context import build_evaluator
 

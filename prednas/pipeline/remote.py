@@ -113,7 +113,7 @@ def check_for_cluster(spec: SearchSpec) -> str | None:
     """Check here what can be checked of a search that runs on the cluster; None, or why the cost window was not.
 
     Every stage's evaluator options are checked (``SearchSpec.check_evaluators``) but not its
-    data: the evaluate steps read that from their own volume. A cost window too narrow for the
+    data: the steps read that from the cluster's volume. A cost window too narrow for the
     N samples is refused as ``prednas run`` refuses it (``steps.check_samples``: analytic,
     opens nothing), except where the space's costs come from data that is not readable here
     (an evaluator that trains sizes the network's head by the data's classes): the cluster's
@@ -121,11 +121,11 @@ def check_for_cluster(spec: SearchSpec) -> str | None:
     """
     from prednas.evaluators.registry import evaluator_entry
     from prednas.pipeline.context import build_evaluator
-    from prednas.pipeline.steps import check_samples
+    from prednas.pipeline.steps import check_samples, draw_window
 
     spec.check_evaluators(data=False)
     config = spec.stage_evaluators["sample"]
-    if spec.cost is not None and evaluator_entry(config["name"]).trains:
+    if draw_window(spec) is not None and evaluator_entry(config["name"]).trains:
         check = getattr(build_evaluator(config), "check", None)
         try:
             if check is not None:

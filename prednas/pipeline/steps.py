@@ -114,7 +114,7 @@ def check_samples(spec: SearchSpec) -> None:
     """
     from prednas.search.constrained import window_draw
 
-    window = _draw_window(spec)
+    window = draw_window(spec)
     if window is None:
         return
     space = stage(spec, "sample").space
@@ -127,7 +127,7 @@ def check_samples(spec: SearchSpec) -> None:
                            "cost.sample_in_window: false")
 
 
-def _draw_window(spec: SearchSpec) -> Any:
+def draw_window(spec: SearchSpec) -> Any:
     """The cost window random draws keep to: the target's, when on an analytic cost and
     ``cost.sample_in_window`` is not false (None: the whole space)."""
     from prednas.search.constrained import ANALYTIC
@@ -140,11 +140,11 @@ def _draw_window(spec: SearchSpec) -> Any:
 
 
 def _window_draw(spec: SearchSpec, space: Any, count: int, *, strict: bool = True) -> Any:
-    """A draw of ``count`` architectures inside ``_draw_window`` (None: ``space.sample``); ``strict``: a
+    """A draw of ``count`` architectures inside ``draw_window`` (None: ``space.sample``); ``strict``: a
     window too narrow for them is an error, else the draw runs out (``WindowDraw``)."""
     from prednas.search.constrained import window_draw
 
-    window = _draw_window(spec)
+    window = draw_window(spec)
     return None if window is None else window_draw(space, window, count, strict=strict)
 
 
