@@ -157,6 +157,38 @@ def test_a_stage_without_its_own_evaluator_is_named_with_the_one_it_shares(tmp_p
         spec.check_evaluators()
 
 
+@pytest.mark.parametrize(("config", "overrides", "message"), [
+    ("anynet_cifar10.yaml", ["evaluator.cost_input_size=16"],
+     "evaluator.cost_input_size: 16: expected an integer in 32..8192"),
+    ("anynet_cifar10.yaml", ["topk_evaluator.recipe.resolution=16"],
+     "topk_evaluator.recipe.resolution: 16 (with no cost_input_size, also the cost's input size): expected an "
+     "integer in 32..8192"),
+    ("yolox_coco.yaml", ["evaluator.cost_input_size=100"], "evaluator.cost_input_size: 100: expected a multiple of 32"),
+])
+def test_a_cost_input_size_the_space_refuses_is_named_before_any_data_is_read(
+        config: str, overrides: list[str], message: str) -> None:
+    spec = load_config(CONFIGS / config, overrides)
+    with pytest.raises(PredNASError) as info:
+        spec.check_evaluators(data=False)
+    assert str(info.value).startswith(message), info.value
+
+
+def test_images_under_the_cost_models_size_name_the_key_that_fixes_it(npz: str) -> None:
+    """8 px images and no cost_input_size: the sample step names the key, not only the space's field."""
+    from prednas.pipeline.context import stage
+
+    spec = anynet(f"evaluator.data={{source: npz, path: {npz}}}", "topk_evaluator={}")
+    spec.check_evaluators()  # the options are fine; only the loaded images show the size
+    with pytest.raises(PredNASError, match=r"^evaluator\.cost_input_size: 8 \(unset: the images' own size, "
+                                           r"from data\.path .*d\.npz\): expected an integer in 32\.\.8192.*"
+                                           r"\(the sample stage's evaluator\)$"):
+        stage(spec, "sample")
+    trained_small = anynet(f"evaluator.data={{source: npz, path: {npz}}}", "evaluator.cost_input_size=32")
+    assert stage(trained_small, "sample").space.input_size == 32
+    with_resolution = anynet(f"evaluator.data={{source: npz, path: {npz}}}", "evaluator.recipe.resolution=32")
+    assert stage(with_resolution, "sample").space.input_size == 32
+
+
 def test_good_data_passes_for_every_stage(npz: str, tmp_path: Path) -> None:
     folders = folder(tmp_path)
     anynet(f"evaluator.data={{source: npz, path: {npz}}}", f"topk_evaluator.data={{source: imagefolder, "

@@ -24,7 +24,14 @@ from torch import nn
 from prednas.errors import PredNASError
 from prednas.evaluators.base import Evaluation
 from prednas.evaluators.registry import check_concurrency
-from prednas.evaluators.training import CheckpointingMixin, build_network, network_latency, runtime_from
+from prednas.evaluators.training import (
+    CheckpointingMixin,
+    build_network,
+    check_input_size,
+    network_latency,
+    runtime_from,
+)
+from prednas.spaces.anynet import INPUT_SIZES
 from prednas.train.classification import ClassificationRecipe, train_classifier
 from prednas.train.data import ClassificationData, DataSpec, check_classification_data, load_classification_data
 
@@ -60,6 +67,11 @@ class ClassificationEvaluator(CheckpointingMixin):
         if signal not in SIGNALS:
             raise PredNASError(f"unknown classification signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
         self.latency, self.signal, self.cost_input_size = latency, signal, cost_input_size
+        if cost_input_size is not None:
+            check_input_size("anynet", cost_input_size, INPUT_SIZES)
+        elif recipe.resolution is not None:
+            check_input_size("anynet", recipe.resolution, INPUT_SIZES, "recipe.resolution",
+                             " (with no cost_input_size, also the cost's input size)")
         self.concurrency = check_concurrency(concurrency)
         self._data: ClassificationData | None = None
 
@@ -79,8 +91,11 @@ class ClassificationEvaluator(CheckpointingMixin):
         """The AnyNet space with the data's classes and the cost input size (loads the data)."""
         from prednas.spaces.anynet import AnyNetSpace
 
-        return AnyNetSpace(num_classes=self.data.num_classes,
-                           input_size=self.cost_input_size or self.recipe.resolved_resolution(self.data))
+        size = self.cost_input_size or self.recipe.resolved_resolution(self.data)
+        if self.cost_input_size is None and self.recipe.resolution is None:
+            check_input_size("anynet", size, INPUT_SIZES, "cost_input_size",
+                             f" (unset: the images' own size, from data.path {self.data_spec.path})")
+        return AnyNetSpace(num_classes=self.data.num_classes, input_size=size)
 
     @property
     def data(self) -> ClassificationData:

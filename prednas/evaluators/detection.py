@@ -22,7 +22,14 @@ from torch import nn
 from prednas.errors import PredNASError
 from prednas.evaluators.base import Evaluation
 from prednas.evaluators.registry import check_concurrency
-from prednas.evaluators.training import CheckpointingMixin, build_network, network_latency, runtime_from
+from prednas.evaluators.training import (
+    CheckpointingMixin,
+    build_network,
+    check_input_size,
+    network_latency,
+    runtime_from,
+)
+from prednas.spaces.yolox import INPUT_SIZES
 from prednas.train.coco import CocoSpec, CocoSplit, check_coco, load_coco
 from prednas.train.detection import DetectionRecipe, train_detector
 
@@ -66,6 +73,8 @@ class DetectionEvaluator(CheckpointingMixin):
         if signal not in SIGNALS:
             raise PredNASError(f"unknown detection signal {signal!r}; expected one of: {', '.join(SIGNALS)}")
         self.latency, self.signal, self.cost_input_size = latency, signal, cost_input_size
+        if cost_input_size is not None:
+            check_input_size("yolox", cost_input_size, INPUT_SIZES)
         self.concurrency = check_concurrency(concurrency)
         self._splits: tuple[CocoSplit, CocoSplit] | None = None
 

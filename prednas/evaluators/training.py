@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prednas.errors import PredNASError
+from prednas.errors import PredNASError, SettingError
 from prednas.evaluators.base import Evaluation, config_hash
 from prednas.evaluators.registry import check_concurrency
 from prednas.spaces.base import arch_id
@@ -44,6 +44,18 @@ def build_network(space: Any, arch: Any, num_classes: int, seed: int) -> nn.Modu
     if factory is None:
         raise PredNASError(f"space {getattr(space, 'name', space)!r} cannot build networks to train")
     return build_seeded(lambda: factory(arch, num_classes), seed)
+
+
+def check_input_size(space: str, value: Any, limits: tuple[int, int, int], key: str = "cost_input_size",
+                     source: str = "") -> int:
+    """``value`` as an input size the ``space`` cost model accepts (``limits``: lo, hi, step), else the
+    one-line error naming ``key`` and, where the size came from elsewhere, ``source``."""
+    lo, hi, step = limits
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi or value % step:
+        expected = f"an integer in {lo}..{hi}" if step == 1 else f"a multiple of {step} in {lo}..{hi}"
+        raise SettingError(key, f"{value!r}{source}: expected {expected}, an input size the {space} space's "
+                                f"cost model accepts")
+    return value
 
 
 def runtime_from(device: str, precision: str, workers: int | None, compile: bool = False) -> Runtime:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prednas.errors import PredNASError
+from prednas.errors import PredNASError, SettingError
 from prednas.evaluators.base import config_hash
 from prednas.pipeline.config import SearchSpec
 from prednas.pipeline.exchange import RunRef
@@ -112,4 +112,9 @@ def stage(spec: SearchSpec, name: str, accelerator: str = "") -> Stage:
     """
     evaluator = build_evaluator(spec.stage_evaluators[name], accelerator)
     config = {**evaluator.config(), **({"stage": "final"} if name == "final" else {})}
-    return Stage(evaluator, space_of(spec.space, evaluator), config, config_hash(config))
+    try:
+        space = space_of(spec.space, evaluator)
+    except SettingError as exc:  # a setting only the data shows to be wrong (images below the cost model's size)
+        key = next((k for k, stages in spec.evaluator_keys().items() if name in stages), "evaluator")
+        raise PredNASError(f"{key}.{exc.key}: {exc.detail} (the {name} stage's evaluator)") from None
+    return Stage(evaluator, space, config, config_hash(config))

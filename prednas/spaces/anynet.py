@@ -230,6 +230,7 @@ PRESETS.update({
                         groups=[38, 16, 37, 1], gmacs=7.9, params=None, source=_T9),
 })
 DEFAULT_INPUT_SIZE = 224
+INPUT_SIZES = (32, 8192, 1)  # the cost input sizes the space accepts: lo, hi, step
 
 
 def preset_names() -> list[str]:
@@ -259,7 +260,7 @@ class AnyNetSpace:
                  input_size: int = DEFAULT_INPUT_SIZE) -> None:
         self.ranges = ranges
         self.num_classes = check_int(SPACE, "num_classes", num_classes, 1, 2**31)
-        self.input_size = check_int(SPACE, "input_size", input_size, 32, 8192)
+        self.input_size = check_int(SPACE, "input_size", input_size, *INPUT_SIZES)
 
     def sample(self, rng: np.random.Generator) -> AnyNetArch:
         """D, W, R uniform in the search range, then G uniform among the valid divisors of W x R."""

@@ -71,6 +71,7 @@ STEP = 8
 SEARCH = {"stem": (8, 80), "backbone_depth": (1, 12), "backbone_width": [(8, 80 * 2**k) for k in range(1, 5)],
           "neck_depth": (1, 3), "neck_width": (8, 1280), "head_depth": (1, 4), "head_width": (8, 512)}
 DEFAULT_INPUT_SIZE = 640
+INPUT_SIZES = (32, 8192, 32)  # the cost input sizes the space accepts: lo, hi, step
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def _head(c_in: int, head: Head, h: int, num_classes: int) -> tuple[int, int]:
 
 def yolox_cost(arch: YOLOXArch, input_size: int = DEFAULT_INPUT_SIZE, num_classes: int = 80) -> dict[str, int]:
     """Exact MACs, FLOPs (2 x MACs, YOLOX's GFLOPs) and params of ``build(arch, num_classes)`` on one image."""
-    check_int(SPACE, "input_size", input_size, 32, 8192, 32)
+    check_int(SPACE, "input_size", input_size, *INPUT_SIZES)
     (_, b2, b3, b4), (n1, n2, n3, n4) = arch.backbone.widths, arch.neck.widths
     nd, nr = arch.neck.depths, arch.neck.ratios
     h = [input_size // 2**k for k in range(6)]  # h[k]: resolution at stride 2^k
