@@ -34,6 +34,7 @@ from prednas.errors import PredNASError, SettingError
 from prednas.evaluators.base import Evaluation, config_hash
 from prednas.evaluators.registry import check_concurrency
 from prednas.spaces.base import arch_id
+from prednas.spaces.fields import int_expected, int_in
 from prednas.train.checkpoint import BlobStore, Checkpointer, fingerprint
 from prednas.train.runtime import Runtime, build_seeded, measure_latency
 
@@ -50,12 +51,10 @@ def check_input_size(space: str, value: Any, limits: tuple[int, int, int], key: 
                      source: str = "") -> int:
     """``value`` as an input size the ``space`` cost model accepts (``limits``: lo, hi, step), else the
     one-line error naming ``key`` and, where the size came from elsewhere, ``source``."""
-    lo, hi, step = limits
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi or value % step:
-        expected = f"an integer in {lo}..{hi}" if step == 1 else f"a multiple of {step} in {lo}..{hi}"
-        raise SettingError(key, f"{value!r}{source}: expected {expected}, an input size the {space} space's "
-                                f"cost model accepts")
-    return value
+    if not int_in(value, *limits):
+        raise SettingError(key, f"{value!r}{source}: expected {int_expected(*limits)}, an input size the {space} "
+                                f"space's cost model accepts")
+    return int(value)
 
 
 def runtime_from(device: str, precision: str, workers: int | None, compile: bool = False) -> Runtime:

@@ -22,12 +22,22 @@ def fail(space: str, field: str, value: Any, expected: str) -> None:
     raise PredNASError(f"{space} {field} = {value!r}: expected {expected}")
 
 
+def int_in(value: Any, lo: int, hi: int, step: int = 1) -> bool:
+    """Whether ``value`` is an integer (of any numeric type) in ``lo..hi`` and a multiple of ``step``."""
+    # the range first: an int too large for a float (10**400) must not reach float()
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and lo <= value <= hi and float(value).is_integer() and int(value) % step == 0)
+
+
+def int_expected(lo: int, hi: int, step: int = 1) -> str:
+    """What ``int_in`` accepts, in words."""
+    return f"an integer in {lo}..{hi}" if step == 1 else f"a multiple of {step} in {lo}..{hi}"
+
+
 def check_int(space: str, field: str, value: Any, lo: int, hi: int, step: int = 1) -> int:
     """``value`` as an int in ``lo..hi`` and a multiple of ``step``."""
-    # the range first: an int too large for a float (10**400) must not reach float()
-    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-            or not lo <= value <= hi or not float(value).is_integer() or int(value) % step):
-        fail(space, field, value, f"an integer in {lo}..{hi}" if step == 1 else f"a multiple of {step} in {lo}..{hi}")
+    if not int_in(value, lo, hi, step):
+        fail(space, field, value, int_expected(lo, hi, step))
     return int(value)
 
 
